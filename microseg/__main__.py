@@ -1,0 +1,3 @@
+from microseg.engine.cli import main
+
+main()

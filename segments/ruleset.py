@@ -1,0 +1,140 @@
+"""The compiled, frozen rule set: what a rules directory becomes after parsing and type checking.
+
+Built once by ``segments.rulefiles.load_rules``; the evaluator, the timeline and the decision
+step only read it. ``version`` is a content hash, so every worker and every replay that loaded the
+same files report the same ``rules_version``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from microseg.segments.fields import ValueType
+
+__all__ = [
+    "Origin",
+    "Expr",
+    "Segment",
+    "CasesDimension",
+    "CutsDimension",
+    "CategoryDimension",
+    "Dimension",
+    "Message",
+    "ContactPolicy",
+    "RuleSet",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a piece of a rule file starts: 1-based line and column."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True, slots=True)
+class Expr:
+    """A compiled expression.
+
+    ``fn(ctx)`` evaluates it against a DNA view (a mapping of field name -> value with DNA
+    methods, see ``segments.dna.DnaView``). ``thresholds`` maps each field compared directly
+    with a numeric literal (``field OP number``) to those numbers; ``opaque`` holds fields used
+    any other way (arithmetic, function arguments). The timeline uses both to know when time
+    alone can change the result.
+    """
+
+    source: str
+    origin: Origin
+    fn: Callable[[Any], Any] = field(compare=False, repr=False)
+    type: ValueType
+    fields: frozenset[str] = frozenset()
+    functions: frozenset[str] = frozenset()
+    thresholds: Mapping[str, frozenset[float]] = field(default_factory=dict)
+    opaque: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    id: str
+    description: str
+    when: Expr
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class CasesDimension:
+    """First true case wins; no true case gives the label ``na``."""
+
+    name: str
+    cases: tuple[tuple[str, Expr], ...]
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class CutsDimension:
+    """``labels[i]`` for ``cuts[i-1] <= value < cuts[i]``; null gives ``na``."""
+
+    name: str
+    of: Expr
+    cuts: tuple[float, ...]
+    labels: tuple[str, ...]
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryDimension:
+    """The value itself is the label (null gives ``na``)."""
+
+    name: str
+    of: Expr
+    origin: Origin
+
+
+Dimension = CasesDimension | CutsDimension | CategoryDimension
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A playbook entry: eligible when the customer is in any of ``segments`` or ``when`` holds."""
+
+    id: str
+    segments: tuple[str, ...]
+    when: Expr | None
+    channel: str
+    priority: int
+    cooldown_s: int
+    holdout: float
+    description: str
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPolicy:
+    """Caps over rolling 24 h / 7 d, and quiet hours as minutes after local midnight."""
+
+    per_day: int | None = None
+    per_week: int | None = None
+    quiet_start_min: int | None = None
+    quiet_end_min: int | None = None
+    default_timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    version: str
+    segments: tuple[Segment, ...] = ()
+    dimensions: tuple[Dimension, ...] = ()
+    messages: tuple[Message, ...] = ()
+    policy: ContactPolicy = ContactPolicy()
+    files: tuple[str, ...] = ()
+
+    @property
+    def segment_ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.segments)
