@@ -1,0 +1,162 @@
+"""All runtime configuration in one frozen model, read from ``MICROSEG_*`` variables and flags."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from microseg.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "parse_bootstrap"]
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+def parse_bootstrap(url: str) -> tuple[str, ...]:
+    """Turn ``kafka://h:p[,h:p]`` or ``h:p[,h:p]`` into ``("h:p", ...)``, naming what is wrong otherwise."""
+    text = url.strip()
+    for scheme in ("kafka://", "aiokafka://"):
+        if text.startswith(scheme):
+            text = text[len(scheme) :]
+            break
+    else:
+        if "://" in text:
+            msg = f"broker {url!r}: unsupported scheme {text.split('://')[0]!r}; use kafka://host:port or host:port"
+            raise ConfigError(msg)
+    text = text.rstrip("/")
+    servers: list[str] = []
+    for part in text.split(","):
+        item = part.strip()
+        if item.startswith("kafka://"):
+            item = item[len("kafka://") :]
+        host, sep, port = item.rpartition(":")
+        if not item or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            msg = f"broker {url!r}: {item or '(empty)'!r} is not host:port (e.g. kafka://127.0.0.1:9092,10.0.0.2:9092)"
+            raise ConfigError(msg)
+        if any(ch in host for ch in "/ @?#"):
+            msg = f"broker {url!r}: bad host {host!r} in {item!r}"
+            raise ConfigError(msg)
+        servers.append(f"{host}:{int(port)}")
+    return tuple(servers)
+
+
+class Settings(BaseSettings):
+    """Every knob of the engine; ``broker=None`` means start the embedded broker."""
+
+    model_config = SettingsConfigDict(env_prefix="MICROSEG_", frozen=True, extra="ignore")
+
+    broker: str | None = None
+    data_dir: Path = Path("./.microseg")
+    rules_dir: Path | None = None
+    partitions: int = Field(4, ge=1, le=10_000)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535)
+    api_token: SecretStr | None = None
+
+    input_topic: str = "customer-events"
+    changes_topic: str = "segment-changes"
+    messages_topic: str = "next-best-messages"
+    dlq_topic: str = "customer-events-dlq"
+    rules_topic: str = "microseg-rules"
+    changelog_topic: str = "microseg-dna-changelog"
+    group_id: str = "microseg"
+    replication_factor: int = Field(1, ge=1)
+
+    tick_interval_s: float = Field(60.0, gt=0)
+    model_path: Path | None = None
+    fix_end_offsets: bool | None = Field(
+        None, description="correct Tansu's ListOffsets(latest); None = only with the embedded broker"
+    )
+
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    @field_validator("broker")
+    @classmethod
+    def _check_broker(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            parse_bootstrap(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return value.strip()
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured and the engine must start its own."""
+        return self.broker is None
+
+    @property
+    def bootstrap_servers(self) -> tuple[str, ...] | None:
+        """The configured brokers as ``host:port`` strings, or None for the embedded broker."""
+        return None if self.broker is None else parse_bootstrap(self.broker)
+
+    @property
+    def topic_names(self) -> tuple[str, ...]:
+        """The topics partitioned like the input (rules topic excluded: it has one partition)."""
+        return (self.input_topic, self.changes_topic, self.messages_topic, self.dlq_topic, self.changelog_topic)
+
+    def _uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL")
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if "SSL" not in self.security_protocol:
+            return None
+        context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        if self.ssl_certfile:
+            context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None)
+        return context
+
+    def kafka_python_kwargs(self) -> dict[str, Any]:
+        """Security keyword arguments for kafka-python clients (bootstrap servers not included)."""
+        kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self._uses_sasl():
+            kwargs |= {
+                "sasl_mechanism": self.sasl_mechanism or "PLAIN",
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+            }
+        if "SSL" in self.security_protocol:
+            kwargs |= {
+                "ssl_cafile": str(self.ssl_cafile) if self.ssl_cafile else None,
+                "ssl_certfile": str(self.ssl_certfile) if self.ssl_certfile else None,
+                "ssl_keyfile": str(self.ssl_keyfile) if self.ssl_keyfile else None,
+            }
+        return kwargs
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Security keyword arguments for aiokafka clients (bootstrap servers not included)."""
+        kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self._uses_sasl():
+            kwargs |= {
+                "sasl_mechanism": self.sasl_mechanism or "PLAIN",
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+            }
+        context = self._ssl_context()
+        if context is not None:
+            kwargs["ssl_context"] = context
+        return kwargs
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build ``Settings`` from the environment plus overrides, as a ``ConfigError`` naming each bad field."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"MICROSEG_{field.upper()}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
