@@ -124,6 +124,8 @@ class ContactPolicy:
     quiet_start_min: int | None = None
     quiet_end_min: int | None = None
     default_timezone: str = "UTC"
+    quiet_action: str = "defer"
+    """``defer``: send when quiet hours end; ``suppress``: drop the decision (reason ``quiet``)."""
 
 
 @dataclass(frozen=True, slots=True)

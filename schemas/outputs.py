@@ -1,0 +1,64 @@
+"""Output records (CONTRACT §4): what consumers of the output topics receive.
+
+The core builds these records as plain dicts for speed (``segments.changes``,
+``segments.decide``); these models are their published shape, exported as JSON Schema and
+checked against the core's output in the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["SegmentChange", "NextBestMessage", "DeadLetter", "SuppressedDecision"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SegmentChange(_Record):
+    """One entry or exit; ``segment == "micro"`` is a DNA-code move with ``from``/``to``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    change_id: str = Field(description="Deterministic: the same change replayed gets the same id.")
+    customer_id: str
+    segment: str
+    change: Literal["entered", "exited", "moved"]
+    at: str = Field(description="Event time (RFC 3339, UTC) at which the membership changed.")
+    cause: str = Field(description="The event_id, 'tick' (time passed) or 'rules:<version>'.")
+    rules_version: str
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+
+
+class NextBestMessage(_Record):
+    decision_id: str = Field(description="Deterministic: the same decision replayed gets the same id.")
+    customer_id: str
+    message: str
+    channel: str
+    send_at: str = Field(description="RFC 3339 UTC instant, after quiet hours in the customer's time zone.")
+    segments: list[str]
+    reason: str
+    rules_version: str
+    at: str = Field(description="Event time of the decision.")
+    cause: str
+
+
+class SuppressedDecision(_Record):
+    """A decision held back; counted in metrics and shown by explain, never sent."""
+
+    customer_id: str
+    message: str
+    reason: Literal["cap", "cooldown", "consent", "quiet", "holdout"]
+    at: str
+
+
+class DeadLetter(_Record):
+    reason: str
+    topic: str
+    partition: int | None
+    offset: int | None
+    raw: str = Field(description="The original record, decoded as UTF-8 with invalid bytes replaced.")

@@ -1,0 +1,134 @@
+"""One customer step: the core that the worker and ``microseg replay`` both run.
+
+``Core.on_event`` folds an event into a customer's state, re-evaluates the rules at the event's
+time, diffs, decides a message and schedules the next wake-up; ``Core.advance`` lets time run
+on to an instant, firing each pending wake-up at its exact instant with cause ``tick``. Before an
+event, the customer is advanced to just before the event's time, so time-based changes come out
+the same whether a clock tick or the next event triggered them — the reason worker and replay
+agree. Everything here is pure: state in, state and records out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from microseg.schemas.events import Event
+from microseg.segments.changes import MICRO, diff
+from microseg.segments.decide import decide
+from microseg.segments.dna import Dna, fold, is_duplicate
+from microseg.segments.evaluate import dna_code, evaluate_segments
+from microseg.segments.predictive import PredictiveModel
+from microseg.segments.ruleset import RuleSet
+from microseg.segments.state import CustomerState
+from microseg.segments.timeline import next_wake, time_dependence
+from microseg.segments.view import DnaView
+
+__all__ = ["Core", "StepResult", "MAX_WAKES_PER_ADVANCE"]
+
+MAX_WAKES_PER_ADVANCE = 10_000
+
+
+@dataclass(slots=True)
+class StepResult:
+    """A step's outcome; ``state`` None means the customer's state is to be deleted."""
+
+    state: CustomerState | None
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    suppressed: list[dict[str, Any]] = field(default_factory=list)
+    duplicate: bool = False
+
+    def extend(self, other: StepResult) -> None:
+        self.changes += other.changes
+        self.messages += other.messages
+        self.suppressed += other.suppressed
+        self.state = other.state
+
+
+class Core:
+    """A compiled rule set and an optional predictive model, ready to step customers."""
+
+    __slots__ = ("ruleset", "model", "dependence")
+
+    def __init__(self, ruleset: RuleSet, model: PredictiveModel | None = None) -> None:
+        self.ruleset = ruleset
+        self.model = model
+        self.dependence = time_dependence(ruleset)
+
+    def view(self, dna: Dna, now: float) -> DnaView:
+        return DnaView(dna, now, self.model)
+
+    def _evaluate(self, customer_id: str, state: CustomerState, dna: Dna, t: float, cause: str) -> StepResult:
+        ruleset = self.ruleset
+        ctx = DnaView(dna, t, self.model)
+        segments = evaluate_segments(ruleset, ctx)
+        code = dna_code(ruleset, ctx)
+        changes = diff(customer_id, state.segments, segments, state.code, code, t=t, cause=cause, rules_version=ruleset.version)
+        sends, last_sent = state.sends, state.last_sent
+        messages: list[dict[str, Any]] = []
+        suppressed: list[dict[str, Any]] = []
+        if changes and ruleset.messages:
+            decision = decide(
+                ruleset, ctx, customer_id=customer_id, segments=segments, sends=sends, last_sent=last_sent, t=t, cause=cause
+            )
+            if decision.message is not None:
+                messages.append(decision.message)
+            suppressed = list(decision.suppressed)
+            sends = [list(s) for s in decision.sends]
+            last_sent = dict(decision.last_sent)
+        wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
+        new = CustomerState(dna, segments, code, ruleset.version, t, wake, sends, last_sent, state.offset)
+        return StepResult(new, changes, messages, suppressed)
+
+    def _sync_rules(self, customer_id: str, state: CustomerState, t: float) -> StepResult:
+        """Re-evaluate under a new rule set, attributing what changes to the rules."""
+        cause = f"rules:{self.ruleset.version}"
+        return self._evaluate(customer_id, state, state.dna, max(t, state.evaluated_at), cause)
+
+    def advance(self, customer_id: str, state: CustomerState, until: float, *, inclusive: bool = True) -> StepResult:
+        """Fire every wake-up up to ``until`` (or strictly before it) at its own instant."""
+        result = StepResult(state)
+        if state.rules_version != self.ruleset.version:
+            result.extend(self._sync_rules(customer_id, state, min(until, state.evaluated_at)))
+        for _ in range(MAX_WAKES_PER_ADVANCE):
+            current = result.state
+            assert current is not None
+            wake = current.wake
+            if wake is None or wake > until or (not inclusive and wake == until):
+                break
+            result.extend(self._evaluate(customer_id, current, current.dna, wake, "tick"))
+        return result
+
+    def on_event(self, state: CustomerState | None, event: Event, *, offset: int = -1) -> StepResult:
+        """Apply one validated event to a customer's state (None for a new customer)."""
+        if state is not None and (
+            (offset >= 0 and offset <= state.offset) or is_duplicate(state.dna, event)
+        ):
+            return StepResult(state, duplicate=True)
+        customer_id = event.customer_id
+        if state is None:
+            result = StepResult(CustomerState(Dna()))
+            previous = result.state
+            dna = fold(None, event)
+        else:
+            result = self.advance(customer_id, state, event.t, inclusive=False)
+            previous = result.state
+            dna = fold(previous.dna, event)
+        assert previous is not None
+        if event.type == "erasure_requested":
+            return self._erase(customer_id, previous, max(event.t, previous.evaluated_at), event.event_id, result)
+        t = max(event.t, previous.evaluated_at)
+        result.extend(self._evaluate(customer_id, previous, dna, t, event.event_id))
+        assert result.state is not None
+        result.state.offset = max(offset, previous.offset)
+        return result
+
+    def _erase(self, customer_id: str, state: CustomerState, t: float, cause: str, result: StepResult) -> StepResult:
+        result.changes += diff(customer_id, state.segments, (), state.code, None, t=t, cause=cause, rules_version=self.ruleset.version)
+        result.state = None
+        return result
+
+
+def micro_of(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c for c in changes if c["segment"] == MICRO]

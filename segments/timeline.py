@@ -1,0 +1,154 @@
+"""When can time alone change a customer's memberships?
+
+From a rule set, ``TimeDependence`` collects which time-dependent DNA fields the rules read and
+the numbers they compare them with. ``next_wake`` then gives the earliest instant after ``now``
+at which one of those fields takes a value that could flip a rule: a ``days_since`` counter
+reaching a threshold, a day's counts leaving a window, an open cart turning abandoned. A customer
+with nothing pending gets None and costs nothing until its next event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from microseg.segments import windows as w
+from microseg.segments.dna import ABANDON_AFTER_S, Dna
+from microseg.segments.fields import TIME_DEPENDENT
+from microseg.segments.ruleset import CasesDimension, Expr, RuleSet
+from microseg.segments.view import STAGE_THRESHOLDS
+
+__all__ = ["TimeDependence", "time_dependence", "next_wake"]
+
+_WINDOWED: dict[str, tuple[int, int]] = {
+    "sessions_7d": (w.SESSIONS, 7),
+    "sessions_30d": (w.SESSIONS, 30),
+    "page_views_30d": (w.PAGE_VIEWS, 30),
+    "app_sessions_30d": (w.APP_SESSIONS, 30),
+    "web_sessions_30d": (w.WEB_SESSIONS, 30),
+    "bounces_30d": (w.BOUNCES, 30),
+    "purchases_30d": (w.PURCHASES, 30),
+    "purchases_90d": (w.PURCHASES, 90),
+    "spend_30d": (w.SPEND, 30),
+    "spend_90d": (w.SPEND, 90),
+    "refunds_90d": (w.REFUNDS, 90),
+    "carts_abandoned_30d": (w.ABANDONED, 30),
+    "channel_switches_30d": (w.SWITCHES, 30),
+    "messages_received_30d": (w.MESSAGES, 30),
+    "conversions_90d": (w.CONVERSIONS, 90),
+    "support_contacts_30d": (w.SUPPORT, 30),
+}
+_COUNTERS = ("days_since_last_activity", "days_since_last_purchase", "days_since_last_message", "tenure_days")
+_PREDICTIVE = frozenset({"p_alive", "churn_risk", "expected_purchases_90d", "clv_12m"})
+
+
+@dataclass(frozen=True, slots=True)
+class TimeDependence:
+    """What of time a rule set can see; built once per rule set."""
+
+    windows: tuple[tuple[int, int], ...] = ()
+    counters: tuple[tuple[str, tuple[float, ...] | None], ...] = ()
+    carts: bool = False
+    channels: bool = False
+    predictive: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.windows or self.counters or self.carts or self.channels or self.predictive)
+
+
+def _expressions(ruleset: RuleSet) -> Iterable[Expr]:
+    for segment in ruleset.segments:
+        yield segment.when
+    for dimension in ruleset.dimensions:
+        if isinstance(dimension, CasesDimension):
+            yield from (expr for _, expr in dimension.cases)
+        else:
+            yield dimension.of
+    for message in ruleset.messages:
+        if message.when is not None:
+            yield message.when
+
+
+def time_dependence(ruleset: RuleSet) -> TimeDependence:
+    thresholds: dict[str, set[float]] = {}
+    opaque: set[str] = set()
+    used: set[str] = set()
+    for expr in _expressions(ruleset):
+        used |= expr.fields & TIME_DEPENDENT
+        opaque |= expr.opaque & TIME_DEPENDENT
+        for name, values in expr.thresholds.items():
+            thresholds.setdefault(name, set()).update(values)
+    if "journey_stage" in used:
+        for name, values in STAGE_THRESHOLDS.items():
+            if name not in opaque:
+                used.add(name)
+                thresholds.setdefault(name, set()).update(values)
+    counters = tuple(
+        (name, None if name in opaque or name not in thresholds else tuple(sorted(thresholds[name])))
+        for name in _COUNTERS
+        if name in used
+    )
+    windows = tuple(sorted({_WINDOWED[name] for name in used if name in _WINDOWED}))
+    return TimeDependence(
+        windows=windows,
+        counters=counters,
+        carts="carts_abandoned_30d" in used,
+        channels="channels_30d" in used,
+        predictive=bool(used & _PREDICTIVE),
+    )
+
+
+def _counter_base(dna: Dna, name: str) -> float | None:
+    if name == "days_since_last_activity":
+        return dna.last_activity if dna.last_activity is not None else dna.first_seen
+    if name == "days_since_last_purchase":
+        return dna.last_purchase
+    if name == "days_since_last_message":
+        return dna.last_message
+    return dna.first_seen
+
+
+def _next_day_step(base: float, now: float) -> float:
+    return base + (math.floor((now - base) / w.DAY) + 1) * w.DAY
+
+
+def _next_crossing(base: float, now: float, thresholds: tuple[float, ...]) -> float | None:
+    best: float | None = None
+    for c in thresholds:
+        k = math.floor(c)
+        for step in (k, k + 1):
+            if step < 0:
+                continue
+            at = base + step * w.DAY
+            if at > now and (best is None or at < best):
+                best = at
+    return best
+
+
+def next_wake(dep: TimeDependence, dna: Dna, now: float, *, has_model: bool) -> float | None:
+    """Earliest instant after ``now`` at which the rules could see a different DNA."""
+    candidates: list[float] = []
+    for name, thresholds in dep.counters:
+        base = _counter_base(dna, name)
+        if base is None:
+            continue
+        at = _next_day_step(base, now) if thresholds is None else _next_crossing(base, now, thresholds)
+        if at is not None:
+            candidates.append(at)
+    if dep.windows and dna.buckets:
+        at = w.next_expiry(dna.buckets, now, dep.windows)
+        if at is not None:
+            candidates.append(at)
+    if dep.carts and dna.cart_at is not None:
+        at = dna.cart_at + ABANDON_AFTER_S
+        if at > now:
+            candidates.append(at)
+    if dep.channels:
+        later = [(day + 30) * w.DAY for day in dna.channel_days.values() if (day + 30) * w.DAY > now]
+        if later:
+            candidates.append(min(later))
+    if dep.predictive and has_model and dna.first_purchase is not None:
+        candidates.append(_next_day_step(dna.first_purchase, now))
+    return min(candidates) if candidates else None
