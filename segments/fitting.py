@@ -30,6 +30,7 @@ __all__ = [
     "p_alive_array",
     "expected_purchases_array",
     "expected_spend_array",
+    "simulate_transactions",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -270,3 +271,40 @@ def expected_spend_array(gg: GammaGammaParams, x: ArrayLike, m_x: ArrayLike) -> 
     xf, mf = _as_float(x, m_x)
     conditional = (gg.v + mf * xf) * gg.p / (gg.p * xf + gg.q - 1.0)
     return np.where(xf > 0, conditional, gg.population_mean)
+
+
+def simulate_transactions(
+    bg: BgNbdParams,
+    gg: GammaGammaParams,
+    customers: int,
+    days: int,
+    rng: np.random.Generator,
+    unit_days: float = 7.0,
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Draw purchase histories from the model itself, for benchmarks and recovery tests.
+
+    First purchases are spread uniformly over the first half of ``days``; afterwards a customer
+    buys at rate ~ Gamma(r, alpha) per unit and drops out after each repeat purchase with
+    p ~ Beta(a, b) (BG/NBD has no dropout right after the first purchase);
+    spend per purchase ~ Gamma(p, nu), nu ~ Gamma(q, v). Returns (customer, day, amount) arrays,
+    days counted from 0, amounts in cents precision.
+    """
+    rate = rng.gamma(bg.r, 1.0 / bg.alpha, customers) / unit_days
+    drop = rng.beta(bg.a, bg.b, customers)
+    nu = rng.gamma(gg.q, 1.0 / gg.v, customers)
+    now = rng.uniform(0.0, days / 2.0, customers)
+    ids = np.arange(customers, dtype=np.int64)
+    out_c, out_t = [ids], [now]
+    active = np.ones(customers, dtype=bool)
+    while active.any():
+        ids, now, rate, drop = ids[active], now[active], rate[active], drop[active]
+        now = now + rng.exponential(1.0, ids.shape[0]) / rate
+        bought = now < days
+        ids, now, rate, drop = ids[bought], now[bought], rate[bought], drop[bought]
+        out_c.append(ids)
+        out_t.append(now)
+        active = rng.random(ids.shape[0]) >= drop
+    customer = np.concatenate(out_c)
+    day = np.floor(np.concatenate(out_t)).astype(np.int64)
+    amount = np.round(rng.gamma(gg.p, 1.0 / nu[customer]), 2)
+    return customer, day, amount
