@@ -55,7 +55,7 @@ class InvalidEvent(MicrosegError):
 
 
 class _Props(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, strict=False, allow_inf_nan=False)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class NoProps(_Props):

@@ -33,7 +33,7 @@ AFFINITY_HALF_LIFE_DAYS = 30.0
 MAX_CATEGORIES = 12
 MAX_CHANNELS = 16
 MAX_ATTRIBUTES = 32
-RECENT_IDS = 32
+RECENT_IDS = 16
 _DECAY_PER_S = math.log(2) / (AFFINITY_HALF_LIFE_DAYS * w.DAY)
 
 NOT_ACTIVITY = frozenset({"campaign_delivered", "erasure_requested"})

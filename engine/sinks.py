@@ -1,0 +1,81 @@
+"""Where a step's records go: the same shape for Kafka topics, a JSONL file and a test list.
+
+Replay and the worker both hand every output to a ``Sink``; that shared shape, and the shared
+core, is what makes ``microseg replay`` reproduce what the worker emits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+import orjson
+
+__all__ = ["Sink", "ListSink", "JsonlSink", "dead_letter", "SEGMENT_CHANGES", "NEXT_BEST_MESSAGES", "DLQ"]
+
+SEGMENT_CHANGES = "segment-changes"
+NEXT_BEST_MESSAGES = "next-best-messages"
+DLQ = "customer-events-dlq"
+
+
+class Sink(Protocol):
+    def changes(self, records: Iterable[dict[str, Any]]) -> None: ...
+
+    def messages(self, records: Iterable[dict[str, Any]]) -> None: ...
+
+    def dead_letter(self, record: dict[str, Any]) -> None: ...
+
+
+def dead_letter(reason: str, raw: bytes, *, topic: str, partition: int | None, offset: int | None) -> dict[str, Any]:
+    """The DLQ record of CONTRACT §4; ``raw`` keeps the original bytes as text."""
+    return {
+        "reason": reason,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "raw": raw.decode("utf-8", errors="replace"),
+    }
+
+
+@dataclass
+class ListSink:
+    """Collects records in memory (tests, previews)."""
+
+    change_records: list[dict[str, Any]] = field(default_factory=list)
+    message_records: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+
+    def changes(self, records: Iterable[dict[str, Any]]) -> None:
+        self.change_records.extend(records)
+
+    def messages(self, records: Iterable[dict[str, Any]]) -> None:
+        self.message_records.extend(records)
+
+    def dead_letter(self, record: dict[str, Any]) -> None:
+        self.dead_letters.append(record)
+
+
+class JsonlSink:
+    """Writes ``{"topic", "key", "value"}`` lines, the form ``microseg replay --out`` documents."""
+
+    def __init__(self, out: IO[bytes] | None, dlq: IO[bytes] | None = None) -> None:
+        self._out = out
+        self._dlq = dlq
+
+    def _write(self, topic: str, records: Iterable[dict[str, Any]]) -> None:
+        if self._out is None:
+            return
+        write = self._out.write
+        for record in records:
+            write(orjson.dumps({"topic": topic, "key": record["customer_id"], "value": record}) + b"\n")
+
+    def changes(self, records: Iterable[dict[str, Any]]) -> None:
+        self._write(SEGMENT_CHANGES, records)
+
+    def messages(self, records: Iterable[dict[str, Any]]) -> None:
+        self._write(NEXT_BEST_MESSAGES, records)
+
+    def dead_letter(self, record: dict[str, Any]) -> None:
+        if self._dlq is not None:
+            self._dlq.write(orjson.dumps(record) + b"\n")

@@ -1,0 +1,97 @@
+"""Every class of bad input becomes a readable dead-letter reason; good events decode exactly."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from microseg.schemas.events import EVENT_TYPES, InvalidEvent, decode_event
+from microseg.segments.testing import event_bytes, parse_ts
+
+GOOD = {
+    "event_id": "e-1",
+    "customer_id": "c-1",
+    "type": "purchase",
+    "ts": "2026-01-01T10:00:00+01:00",
+    "channel": "web",
+    "props": {"order_id": "o-1", "amount": 25.5, "items": [{"product_id": "p", "category": "books", "quantity": 1, "price": 25.5}]},
+}
+
+
+def _with(**changes: object) -> bytes:
+    record = {**GOOD, **changes}
+    return orjson.dumps({k: v for k, v in record.items() if v is not ...})
+
+
+def _props(**props: object) -> bytes:
+    return _with(props={**GOOD["props"], **props})
+
+
+def test_good_event_decodes_with_utc_time() -> None:
+    event = decode_event(_with())
+    assert event.t == parse_ts("2026-01-01T09:00:00Z")
+    assert event.props.amount == 25.5
+    assert event.props.items[0].category == "books"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe\x00", "not valid JSON"),
+        (b'"a string"', "expected a JSON object"),
+        (b"[1, 2]", "expected a JSON object"),
+        (_with(type="teleported"), "unknown event type 'teleported'"),
+        (_with(type=7), "type"),
+        (_with(event_id=...), "event_id: Field required"),
+        (_with(customer_id=""), "customer_id"),
+        (_with(customer_id="x" * 129), "customer_id"),
+        (_with(ts="2026-01-01T10:00:00"), "timezone"),
+        (_with(ts="yesterday"), "ts"),
+        (_with(ts="3026-01-01T10:00:00Z"), "outside 1990..2100"),
+        (_with(surprise=1), "surprise: Extra inputs are not permitted"),
+        (_props(amount=-1), "props.amount"),
+        (_props(amount="12"), "props.amount: Input should be a valid number"),
+        (_with(type="consent_changed", props={"channel": "email", "granted": "yes"}), "props.granted"),
+        (_props(order_id=None), "props.order_id"),
+        (_with(type="survey_answered", props={"kind": "nps", "score": 11}), "nps score must be 0..10"),
+        (_with(type="survey_answered", props={"kind": "ces", "score": 0}), "ces score must be 1..7"),
+        (_with(type="survey_answered", props={"kind": "mood", "score": 3}), "props.kind"),
+        (_with(type="review_posted", props={"rating": 6}), "props.rating"),
+        (_with(type="profile_updated", props={"timezone": "Mars/Olympus"}), "unknown time zone"),
+        (_with(props={"order_id": "o", "amount": 1, "deep": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}}), "nested deeper"),
+        (b'{"event_id":"e","customer_id":"c","type":"refund","ts":"2026-01-01T00:00:00Z","props":{"order_id":"o","amount":NaN}}', "not valid JSON"),
+        (b'{"event_id":"e","customer_id":"c","type":"refund","ts":"2026-01-01T00:00:00Z","props":{"order_id":"o","amount":1e400}}', "infinity"),
+        (b"x" * 70_000, "the limit is"),
+    ],
+)
+def test_bad_input_is_refused_with_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(raw)
+    assert reason in str(info.value)
+
+
+def test_future_bound_is_relative_to_newest_good_event() -> None:
+    newest = parse_ts("2026-01-01T00:00:00Z")
+    ok = event_bytes("c", "session_started", "2026-01-01T23:00:00Z")
+    late = event_bytes("c", "session_started", "2026-01-02T00:00:01Z")
+    assert decode_event(ok, newest_t=newest).type == "session_started"
+    with pytest.raises(InvalidEvent, match="more than 1 day after the newest"):
+        decode_event(late, newest_t=newest)
+
+
+def test_key_must_match_customer() -> None:
+    raw = event_bytes("c-1", "session_started", "2026-01-01T00:00:00Z")
+    assert decode_event(raw, key=b"c-1").customer_id == "c-1"
+    with pytest.raises(InvalidEvent, match="does not match customer_id"):
+        decode_event(raw, key=b"c-2")
+
+
+def test_every_contract_type_is_known() -> None:
+    assert len(EVENT_TYPES) == 20
+    assert decode_event(event_bytes("c", "erasure_requested", "2026-01-01T00:00:00Z")).type == "erasure_requested"
+
+
+def test_unknown_props_keys_are_ignored() -> None:
+    raw = event_bytes("c", "session_started", "2026-01-01T00:00:00Z", utm_source="news")
+    assert decode_event(raw).type == "session_started"

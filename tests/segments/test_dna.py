@@ -1,0 +1,226 @@
+"""The fold: exact fields on hand-made journeys, and properties over random event streams."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from microseg.segments.dna import Dna, fold, is_duplicate
+from microseg.segments.state import CustomerState, decode, encode
+from microseg.segments.testing import event, parse_ts
+from microseg.segments.view import DnaView, iso
+
+T0 = "2026-03-01T12:00:00Z"
+
+
+def _fold_all(events: list) -> Dna:
+    dna = None
+    for ev in events:
+        if not is_duplicate(dna, ev):
+            dna = fold(dna, ev)
+    assert dna is not None
+    return dna
+
+
+def _view(dna: Dna, ts: str) -> DnaView:
+    return DnaView(dna, parse_ts(ts))
+
+
+def test_fold_does_not_change_its_input() -> None:
+    first = fold(None, event("c", "session_started", T0, channel="web"))
+    before = encode(CustomerState(first))
+    fold(first, event("c", "purchase", "2026-03-02T00:00:00Z", order_id="o", amount=10.0))
+    assert encode(CustomerState(first)) == before
+
+
+def test_lifecycle_and_spending_fields() -> None:
+    dna = _fold_all(
+        [
+            event("c", "account_created", "2026-01-01T00:00:00Z", channel="web"),
+            event("c", "purchase", "2026-01-10T00:00:00Z", order_id="o1", amount=100.0),
+            event("c", "purchase", "2026-02-20T00:00:00Z", order_id="o2", amount=50.0),
+            event("c", "refund", "2026-02-21T00:00:00Z", order_id="o2", amount=50.0),
+        ]
+    )
+    v = _view(dna, "2026-03-01T00:00:00Z")
+    assert v["tenure_days"] == 59
+    assert v["days_since_last_purchase"] == 9
+    assert v["days_since_last_activity"] == 8
+    assert v["first_seen"] == "2026-01-01T00:00:00Z"
+    assert v["purchases_total"] == 2
+    assert v["purchases_30d"] == 1
+    assert v["spend_30d"] == 50.0
+    assert v["spend_90d"] == 150.0
+    assert v["spend_total"] == 100.0
+    assert v["avg_order_value"] == 75.0
+    assert v["refunds_90d"] == 1
+    assert v["journey_stage"] == "onboarding"
+
+
+def test_never_purchased_gives_nulls() -> None:
+    v = _view(_fold_all([event("c", "session_started", T0, channel="app")]), T0)
+    assert v["days_since_last_purchase"] is None
+    assert v["avg_order_value"] is None
+    assert v["journey_stage"] == "prospect"
+    assert v["nps"] is None
+    assert v["p_alive"] is None
+
+
+def test_windows_are_utc_calendar_days() -> None:
+    dna = _fold_all([event("c", "session_started", "2026-03-01T23:59:00Z", channel="web")])
+    assert _view(dna, "2026-03-07T23:59:59Z")["sessions_7d"] == 1
+    assert _view(dna, "2026-03-08T00:00:00Z")["sessions_7d"] == 0
+    assert _view(dna, "2026-03-30T23:00:00Z")["sessions_30d"] == 1
+    assert _view(dna, "2026-03-31T00:00:00Z")["sessions_30d"] == 0
+
+
+def test_sessions_bounces_and_channels() -> None:
+    dna = _fold_all(
+        [
+            event("c", "session_started", "2026-03-01T10:00:00Z", channel="web"),
+            event("c", "page_view", "2026-03-01T10:00:05Z", channel="web", page="/"),
+            event("c", "session_started", "2026-03-02T10:00:00Z", channel="app"),
+            event("c", "page_view", "2026-03-02T10:00:05Z", channel="app", page="/a"),
+            event("c", "page_view", "2026-03-02T10:00:09Z", channel="app", page="/b"),
+            event("c", "session_started", "2026-03-03T10:00:00Z", channel="store"),
+        ]
+    )
+    v = _view(dna, "2026-03-03T12:00:00Z")
+    assert v["sessions_7d"] == 3
+    assert v["web_sessions_30d"] == 1
+    assert v["app_sessions_30d"] == 1
+    assert v["page_views_30d"] == 3
+    assert v["bounces_30d"] == 1
+    assert v["channels_30d"] == 3
+    assert v["channel_switches_30d"] == 2
+    assert v["last_channel"] == "store"
+    assert v["preferred_channel"] == "app"
+
+
+def test_cart_abandoned_after_an_hour_unless_bought() -> None:
+    cart = event("c", "cart_updated", T0, product_id="p", category="shoes", quantity=1, cart_value=80.0)
+    dna = _fold_all([cart])
+    assert _view(dna, "2026-03-01T12:59:59Z")["carts_abandoned_30d"] == 0
+    assert _view(dna, "2026-03-01T13:00:00Z")["carts_abandoned_30d"] == 1
+    assert _view(dna, "2026-03-01T12:30:00Z")["open_cart_value"] == 80.0
+    bought = fold(dna, event("c", "purchase", "2026-03-01T12:30:00Z", order_id="o", amount=80.0))
+    assert _view(bought, "2026-03-05T00:00:00Z")["carts_abandoned_30d"] == 0
+    late = fold(dna, event("c", "purchase", "2026-03-01T14:00:00Z", order_id="o", amount=80.0))
+    assert _view(late, "2026-03-05T00:00:00Z")["carts_abandoned_30d"] == 1
+
+
+def test_affinity_is_a_share_and_top_category() -> None:
+    dna = _fold_all(
+        [
+            event("c", "product_viewed", T0, product_id="p1", category="books"),
+            event("c", "product_viewed", T0, product_id="p2", category="books"),
+            event("c", "product_viewed", T0, product_id="p3", category="toys"),
+        ]
+    )
+    v = _view(dna, "2026-04-01T00:00:00Z")
+    assert abs(v.affinity("books") - 2 / 3) < 1e-9
+    assert v.affinity("garden") == 0.0
+    assert v["top_category"] == "books"
+
+
+def test_campaign_rates_consent_and_voice() -> None:
+    dna = _fold_all(
+        [
+            event("c", "campaign_delivered", T0, channel="email", message_id="m1"),
+            event("c", "campaign_delivered", T0, channel="email", message_id="m2"),
+            event("c", "campaign_opened", T0, channel="email", message_id="m1"),
+            event("c", "campaign_delivered", T0, channel="sms", message_id="m3"),
+            event("c", "consent_changed", T0, props={"channel": "email", "granted": True}),
+            event("c", "campaign_unsubscribed", T0, channel="sms", message_id="m3"),
+            event("c", "survey_answered", T0, kind="nps", score=3),
+            event("c", "survey_answered", "2026-02-01T00:00:00Z", kind="nps", score=10),
+            event("c", "support_contact", T0, status="opened"),
+        ]
+    )
+    v = _view(dna, "2026-03-02T00:00:00Z")
+    assert v.open_rate("email") == 0.5
+    assert v.open_rate() == 1 / 3
+    assert v.click_rate("push") is None
+    assert v.consented("email") and not v.consented("sms")
+    assert v.unsubscribed("sms")
+    assert v["messages_received_30d"] == 3
+    assert v["days_since_last_message"] == 0
+    assert v["nps"] == 3, "the older answer arriving late must not replace the newer one"
+    assert v["open_support_contacts"] == 1
+
+
+def test_state_stays_small_for_a_busy_customer() -> None:
+    rng = random.Random(3)
+    events = []
+    for day in range(60):
+        ts = iso(parse_ts("2026-01-01T10:00:00Z") + day * 86_400)
+        events.append(event("c", "session_started", ts, channel=rng.choice(["web", "app", "email"])))
+        events.append(event("c", "page_view", ts, channel="web", page="/p", category=rng.choice(["a", "b", "c"])))
+        if day % 7 == 0:
+            events.append(event("c", "purchase", ts, order_id=f"o{day}", amount=20.0))
+    size = len(encode(CustomerState(_fold_all(events))))
+    assert size <= 1024, size
+
+
+# -- properties ---------------------------------------------------------------------------
+
+_COUNTED = st.sampled_from(["session_started", "purchase", "campaign_delivered", "refund", "support_contact"])
+
+
+@st.composite
+def _streams(draw: st.DrawFn) -> list:
+    n = draw(st.integers(min_value=1, max_value=25))
+    out = []
+    for i in range(n):
+        kind = draw(_COUNTED)
+        minute = draw(st.integers(min_value=0, max_value=60 * 24 * 120))
+        t = parse_ts("2026-01-01T00:00:00Z") + minute * 60
+        props: dict = {}
+        if kind == "purchase":
+            props = {"order_id": f"o{i}", "amount": float(draw(st.integers(0, 500)))}
+        elif kind == "refund":
+            props = {"order_id": f"o{i}", "amount": 1.0}
+        elif kind == "campaign_delivered":
+            props = {"message_id": f"m{i}"}
+        elif kind == "support_contact":
+            props = {"status": "opened"}
+        out.append(event("c", kind, iso(t), event_id=f"e{i}", channel="web", **props))
+    return out
+
+
+_FIELDS = ("sessions_7d", "sessions_30d", "purchases_total", "purchases_30d", "purchases_90d", "spend_total",
+           "spend_90d", "refunds_90d", "messages_received_30d", "support_contacts_30d", "first_seen",
+           "days_since_last_purchase", "days_since_last_activity", "tenure_days")
+
+
+@settings(max_examples=150, deadline=None)
+@given(_streams(), st.randoms(use_true_random=False))
+def test_counts_do_not_depend_on_arrival_order(events: list, rnd: random.Random) -> None:
+    shuffled = events[:]
+    rnd.shuffle(shuffled)
+    a, b = _fold_all(events), _fold_all(shuffled)
+    now = max(e.t for e in events)
+    va, vb = DnaView(a, now), DnaView(b, now)
+    for name in _FIELDS:
+        assert va[name] == vb[name] or abs(va[name] - vb[name]) < 1e-6, name
+
+
+@settings(max_examples=150, deadline=None)
+@given(_streams(), st.data())
+def test_redelivered_events_are_not_counted_twice(events: list, data: st.DataObject) -> None:
+    with_dupes = []
+    for ev in events:
+        with_dupes.append(ev)
+        if data.draw(st.booleans()):
+            with_dupes.append(ev)
+    a, b = _fold_all(events), _fold_all(with_dupes)
+    assert encode(CustomerState(a)) == encode(CustomerState(b))
+
+
+@settings(max_examples=100, deadline=None)
+@given(_streams())
+def test_encoding_round_trips(events: list) -> None:
+    state = CustomerState(_fold_all(events), ("a", "b"), "x|y", "v1", 1.5, None, [[1.0, "m"]], {"m": 1.0}, 7)
+    assert encode(decode(encode(state))) == encode(state)
