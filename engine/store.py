@@ -170,6 +170,8 @@ class _Partition:
         self.db.write(batch)
 
     def close(self) -> None:
+        # column-family objects keep the database (and its LOCK) alive: drop them first
+        self.meta = self._meta_view = None
         with contextlib.suppress(Exception):
             self.db.flush()
         self.db.close()
