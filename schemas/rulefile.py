@@ -1,0 +1,127 @@
+"""The shape of a rule file (CONTRACT §3) as pydantic models: structure checks and JSON Schema.
+
+These models validate structure and scalar types only; expressions, cross references (message ->
+segment, unique ids across files) and positions are handled by ``segments.rulefiles``. Editors
+can use ``rulefile_json_schema()`` for completion and inline validation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+__all__ = [
+    "ID_PATTERN",
+    "LABEL_PATTERN",
+    "DURATION_PATTERN",
+    "CLOCK_PATTERN",
+    "SegmentModel",
+    "CaseModel",
+    "DimensionModel",
+    "MicrosegmentsModel",
+    "MessageModel",
+    "CapsModel",
+    "QuietHoursModel",
+    "ContactPolicyModel",
+    "RuleFileModel",
+    "rulefile_json_schema",
+]
+
+ID_PATTERN = r"^[a-z0-9_]+$"
+LABEL_PATTERN = r"^[A-Za-z0-9_.-]+$"
+DURATION_PATTERN = r"^[0-9]{1,6}[dhm]$"
+CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+def _bool_as_text(value: Any) -> Any:
+    """YAML reads ``when: true`` as a bool; the language wants the text ``true``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+Id = Annotated[StrictStr, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
+Label = Annotated[StrictStr, Field(pattern=LABEL_PATTERN, min_length=1, max_length=64)]
+Expression = Annotated[StrictStr, BeforeValidator(_bool_as_text), Field(min_length=1, description="A rule expression (docs/rule-language.md).")]
+Number = Annotated[float, Field(strict=True)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SegmentModel(_Strict):
+    id: Id
+    description: StrictStr = ""
+    when: Expression
+
+
+class CaseModel(_Strict):
+    label: Label
+    when: Expression
+
+
+class DimensionModel(_Strict):
+    """One of: ``cases``; ``of`` + ``cuts`` + ``labels``; or ``of`` alone (categorical)."""
+
+    name: Id
+    description: StrictStr = ""
+    cases: list[CaseModel] | None = Field(default=None, min_length=1)
+    of: Expression | None = None
+    cuts: list[Number] | None = Field(default=None, min_length=1)
+    labels: list[Label] | None = None
+
+
+class MicrosegmentsModel(_Strict):
+    dimensions: list[DimensionModel] = Field(min_length=1)
+
+
+class MessageModel(_Strict):
+    id: Id
+    description: StrictStr = ""
+    segments: list[Id] | None = Field(default=None, min_length=1)
+    when: Expression | None = None
+    channel: Annotated[StrictStr, Field(pattern=ID_PATTERN, description="'preferred' or a channel name such as email.")]
+    priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000)]
+    cooldown: Annotated[StrictStr, Field(pattern=DURATION_PATTERN, description="<n>d, <n>h or <n>m.")]
+    holdout: Annotated[Number, Field(ge=0.0, le=1.0)] = 0.0
+
+
+class CapsModel(_Strict):
+    per_day: Annotated[StrictInt, Field(ge=0)] | None = None
+    per_week: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
+class QuietHoursModel(_Strict):
+    start: Annotated[StrictStr, Field(pattern=CLOCK_PATTERN, description='"HH:MM", 24-hour local time.')]
+    end: Annotated[StrictStr, Field(pattern=CLOCK_PATTERN, description='"HH:MM", 24-hour local time.')]
+
+
+class ContactPolicyModel(_Strict):
+    caps: CapsModel | None = None
+    quiet_hours: QuietHoursModel | None = None
+    default_timezone: StrictStr | None = None
+
+
+class RuleFileModel(_Strict):
+    version: Annotated[StrictInt, Field(json_schema_extra={"const": 1})]
+    segments: list[SegmentModel] = []
+    microsegments: MicrosegmentsModel | None = None
+    messages: list[MessageModel] = []
+    contact_policy: ContactPolicyModel | None = None
+
+    @field_validator("version")
+    @classmethod
+    def _only_version_1(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(f"rule file version {value} is not supported; use 'version: 1'")
+        return value
+
+
+def rulefile_json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of one rule file, for editors and CI."""
+    schema = RuleFileModel.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "microseg rule file"
+    return schema
