@@ -151,7 +151,7 @@ class _Checker:
             expected = f"exactly {required}"
         else:
             expected = f"{required} to {most}"
-        plural = "" if expected.endswith(" 1") else "s"
+        plural = "" if expected in ("exactly 1", "at least 1") else "s"
         self.error(node.pos, f"{node.name}() takes {expected} argument{plural} ({given} given)")
         return False
 

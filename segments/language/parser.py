@@ -8,6 +8,7 @@ nodes that carry the character offset they start at, and turns lark's exceptions
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -228,6 +229,7 @@ _CHAR_HINTS = {
     "#": "comments are not allowed inside an expression; use the rule's description",
     ";": "one expression per rule; combine conditions with 'and' / 'or'",
 }
+_LAST_WORD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*$")
 _FOREIGN_WORDS = {"lambda", "for", "if", "else", "import", "from", "def", "class", "return", "yield", "with", "as", "async", "await", "del", "global"}
 
 
@@ -270,6 +272,9 @@ def _syntax_issue(text: str, exc: UnexpectedInput) -> Issue:
             return Issue(pos, "comparisons do not chain; write 'a < b and b < c'")
         if kind == "NAME" and str(token) in _FOREIGN_WORDS:
             return Issue(pos, f"'{token}' is not part of the rule language")
+        before = _LAST_WORD.search(text, 0, pos)
+        if before and before.group(1) in _FOREIGN_WORDS:
+            return Issue(before.start(1), f"'{before.group(1)}' is not part of the rule language")
         what = "name" if kind == "NAME" else "number" if kind == "NUMBER" else "string" if kind == "STRING" else None
         shown = f"{what} {str(token)[:40]!r}" if what else repr(str(token))
         return Issue(pos, f"unexpected {shown}; expected {_expected(expected)}")
