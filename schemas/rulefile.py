@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 
 __all__ = [
     "ID_PATTERN",
@@ -104,19 +104,18 @@ class ContactPolicyModel(_Strict):
     default_timezone: StrictStr | None = None
 
 
+def _only_version_1(value: int) -> int:
+    if value != 1:
+        raise ValueError(f"rule file version {value} is not supported; use 'version: 1'")
+    return value
+
+
 class RuleFileModel(_Strict):
-    version: Annotated[StrictInt, Field(json_schema_extra={"const": 1})]
+    version: Annotated[StrictInt, AfterValidator(_only_version_1), Field(json_schema_extra={"const": 1})]
     segments: list[SegmentModel] = []
     microsegments: MicrosegmentsModel | None = None
     messages: list[MessageModel] = []
     contact_policy: ContactPolicyModel | None = None
-
-    @field_validator("version")
-    @classmethod
-    def _only_version_1(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError(f"rule file version {value} is not supported; use 'version: 1'")
-        return value
 
 
 def rulefile_json_schema() -> dict[str, Any]:

@@ -19,10 +19,10 @@ import zoneinfo
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from microseg.schemas.rulefile import (
     CLOCK_PATTERN,
@@ -32,6 +32,7 @@ from microseg.schemas.rulefile import (
     DimensionModel,
     MessageModel,
     RuleFileModel,
+    SegmentModel,
 )
 from microseg.segments.fields import Kind
 from microseg.segments.language import Problem, RuleError, compile_expression
@@ -55,6 +56,8 @@ MAX_YAML_DEPTH = 20
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
 _SECTIONS = ("microsegments", "messages", "contact_policy")
 _UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60}
+_ITEM_MODELS: dict[str, type[BaseModel]] = {"segments": SegmentModel, "messages": MessageModel}
+_ADAPTERS = {name: TypeAdapter(Annotated[field.annotation, field]) for name, field in RuleFileModel.model_fields.items()}
 
 Path_ = tuple[str | int, ...]
 
@@ -193,6 +196,8 @@ class _FileRules:
         self.key_marks: dict[Path_, tuple[int, int]] = {}
         self.exprs: dict[Path_, Expr] = {}
         self.scalars: dict[Path_, yaml.ScalarNode] = {}
+        self.kept: dict[str, list[int]] = {"segments": [], "messages": []}
+        self.loose_ids: dict[str, set[str]] = {"segments": set(), "messages": set()}
         self.lines = _Lines.of("")
 
     def problem(self, where: tuple[int, int], message: str) -> None:
@@ -228,11 +233,46 @@ class _FileRules:
             return
         plain = self._data(root, ())
         self._compile_expressions()
-        try:
-            self.model = RuleFileModel.model_validate(plain)
-        except ValidationError as exc:
-            for error in exc.errors():
-                self._validation_problem(error)
+        self.model = self._validate(plain)
+
+    def _validate(self, plain: dict[str, Any]) -> RuleFileModel:
+        """Validate section by section and segments/messages item by item, so one bad entry
+        does not hide the problems (or the ids) of the others."""
+        for key in plain:
+            if key not in RuleFileModel.model_fields:
+                self._validation_problem({"type": "extra_forbidden", "loc": (key,), "msg": ""})
+        values: dict[str, Any] = {"version": 1}
+        for name, field in RuleFileModel.model_fields.items():
+            if name not in plain:
+                if field.is_required():
+                    self._validation_problem({"type": "missing", "loc": (name,), "msg": ""})
+                continue
+            value = plain[name]
+            item_model = _ITEM_MODELS.get(name)
+            if item_model is not None and isinstance(value, list):
+                kept: list[Any] = []
+                for i, item in enumerate(value):
+                    try:
+                        kept.append(item_model.model_validate(item))
+                        self.kept[name].append(i)
+                    except ValidationError as exc:
+                        self._errors(exc, (name, i))
+                        if isinstance(item, dict) and isinstance(item.get("id"), str):
+                            self.loose_ids[name].add(item["id"])
+                values[name] = kept
+                continue
+            try:
+                values[name] = _ADAPTERS[name].validate_python(value)
+            except ValidationError as exc:
+                self._errors(exc, (name,))
+            else:
+                if item_model is not None:
+                    self.kept[name] = list(range(len(values[name])))
+        return RuleFileModel.model_construct(**values)
+
+    def _errors(self, exc: ValidationError, prefix: Path_) -> None:
+        for error in exc.errors():
+            self._validation_problem({**error, "loc": (*prefix, *error["loc"])})
 
     def _mark(self, mark: Any) -> tuple[int, int]:
         return mark.line + 1, mark.column + 1
@@ -463,7 +503,7 @@ def _assemble(parts: list[_FileRules], version: str, names: tuple[str, ...], pro
                 add(part, here, f"'{section}' is already defined in {section_owner[section]}; keep it in one file")
             else:
                 section_owner[section] = f"{part.name}:{here[0]}:{here[1]}"
-        for i, seg in enumerate(model.segments):
+        for i, seg in zip(part.kept["segments"], model.segments):
             where = part.at(("segments", i, "id"))
             if seg.id in seen_segments:
                 add(part, where, f"segment id '{seg.id}' is already used at {seen_segments[seg.id]}")
@@ -482,7 +522,7 @@ def _assemble(parts: list[_FileRules], version: str, names: tuple[str, ...], pro
                 built = _dimension(part, path, dim, lambda w, m, p=part: add(p, w, m))
                 if built is not None:
                     dimensions.append(built)
-        for i, msg in enumerate(model.messages):
+        for i, msg in zip(part.kept["messages"], model.messages):
             path = ("messages", i)
             where = part.at((*path, "id"))
             if msg.id in seen_messages:
@@ -495,8 +535,9 @@ def _assemble(parts: list[_FileRules], version: str, names: tuple[str, ...], pro
                 messages.append(built_msg)
         if model.contact_policy is not None:
             policy = _policy(part, model, lambda w, m, p=part: add(p, w, m)) or policy
+    loose = set().union(*(p.loose_ids["segments"] for p in parts)) if parts else set()
     for part, path, seg_id in pending_refs:
-        if seg_id not in seen_segments:
+        if seg_id not in seen_segments and seg_id not in loose:
             close = difflib.get_close_matches(seg_id, list(seen_segments), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             add(part, part.at(path), f"message refers to unknown segment '{seg_id}'{hint}")

@@ -275,3 +275,21 @@ def test_json_schema_describes_the_file() -> None:
     assert schema["title"] == "microseg rule file"
     assert set(schema["properties"]) == {"version", "segments", "microsegments", "messages", "contact_policy"}
     assert schema["required"] == ["version"]
+
+
+def test_one_bad_entry_does_not_hide_the_others(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "version: 1\nsegmnts: []\nsegments:\n"
+        "  - {id: a, when: true, colour: red}\n"
+        "  - {id: b, when: true}\n"
+        "  - {id: b, when: true}\n"
+        "messages:\n"
+        "  - {id: m, segments: [a, b, c], channel: email, priority: 1, cooldown: 1d}\n",
+        encoding="utf-8",
+    )
+    assert problems(tmp_path) == [
+        "a.yaml:2:1: unknown key 'segmnts'; did you mean 'segments'?",
+        "a.yaml:4:25: segments[0]: unknown key 'colour' (allowed: id, description, when)",
+        f"a.yaml:6:11: segment id 'b' is already used at {tmp_path}/a.yaml:5:11",
+        "a.yaml:8:31: message refers to unknown segment 'c'",
+    ]
