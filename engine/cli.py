@@ -1,10 +1,21 @@
-"""Command line entry point (filled in below)."""
+"""The ``microseg`` command line: thin wrappers that parse options and call the engine or the core."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
 
 from microseg.engine.fit import fit_command
 from microseg.engine.simulator import simulate_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="microseg: behavioral-DNA micro-segmentation")
+rules_app = typer.Typer(no_args_is_help=True, help="Check, preview and publish rule files.")
+app.add_typer(rules_app, name="rules")
 
 
 @app.callback()
@@ -13,9 +24,239 @@ def _root() -> None:
 
 
 app.command("simulate")(simulate_command)
-
-
 app.command("fit")(fit_command)
+
+
+def packaged_rules_dir() -> Path:
+    import microseg.rules
+
+    return Path(microseg.rules.__file__).parent
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load_ruleset(directory: Path | None) -> Any:
+    from microseg.segments.language.errors import RuleError
+    from microseg.segments.rulefiles import load_rules
+
+    try:
+        return load_rules(directory or packaged_rules_dir())
+    except RuleError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(1) from None
+
+
+def _load_model(model: Path | None, no_model: bool) -> Any:
+    from microseg.errors import MicrosegError
+    from microseg.segments.predictive import load_default_model, load_model
+
+    if no_model:
+        return None
+    try:
+        return load_model(model) if model is not None else load_default_model()
+    except MicrosegError as exc:
+        _fail(str(exc))
+
+
+def _parse_instant(text: str, option: str) -> float:
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"{option} {text!r} is not an RFC 3339 time such as 2026-03-01T00:00:00Z")
+    if moment.tzinfo is None:
+        _fail(f"{option} {text!r} needs a UTC offset, e.g. 2026-03-01T00:00:00Z")
+    return moment.timestamp()
+
+
+def _progress(path: Path) -> tuple[Any, Any]:
+    """A byte-based progress bar on a terminal; nothing when piped."""
+    if not sys.stderr.isatty():
+        return None, None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
+    task = bar.add_task(path.name, total=path.stat().st_size)
+    return bar, lambda n: bar.advance(task, n)
+
+
+@app.command("replay")
+def replay_command(
+    events: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Input events, one JSON object per line.")],
+    rules: Annotated[Optional[Path], typer.Option("--rules", file_okay=False, help="Rules directory (default: the starter rules).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write segment changes and decisions here as JSONL.")] = None,
+    dlq: Annotated[Optional[Path], typer.Option("--dlq", help="Write rejected lines with their reasons here.")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="Let time run on to this RFC 3339 instant after the input.")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="Predictive model file (default: the packaged one).")] = None,
+    no_model: Annotated[bool, typer.Option("--no-model", help="Leave the predictive fields null.")] = False,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+) -> None:
+    """Run the segmentation core over a file, offline and deterministically."""
+    import orjson
+
+    from microseg.engine.replay import read_lines, replay
+    from microseg.engine.sinks import JsonlSink
+    from microseg.segments.process import Core
+    from microseg.segments.state import encode
+
+    ruleset = _load_ruleset(rules)
+    core = Core(ruleset, _load_model(model, no_model))
+    until_t = _parse_instant(until, "--until") if until else None
+    out_handle = open(out, "wb") if out else None  # noqa: SIM115
+    dlq_handle = open(dlq, "wb") if dlq else None  # noqa: SIM115
+    bar, advance = _progress(events)
+    started = time.perf_counter()
+    try:
+        if bar is not None:
+            bar.start()
+        stats, states = replay(read_lines(str(events)), core, JsonlSink(out_handle, dlq_handle), until=until_t, source=str(events), on_line=advance)
+    finally:
+        if bar is not None:
+            bar.stop()
+        for handle in (out_handle, dlq_handle):
+            if handle is not None:
+                handle.close()
+    seconds = time.perf_counter() - started
+    sizes = sorted(len(encode(s)) for s in states.values())
+    summary = {
+        **stats.as_dict(),
+        "customers": len(states),
+        "seconds": round(seconds, 3),
+        "events_per_s": round(stats.lines / seconds) if seconds > 0 else None,
+        "state_bytes_mean": round(sum(sizes) / len(sizes)) if sizes else 0,
+        "state_bytes_p50": sizes[len(sizes) // 2] if sizes else 0,
+        "state_bytes_max": sizes[-1] if sizes else 0,
+        "rules_version": ruleset.version,
+    }
+    if json_summary:
+        typer.echo(orjson.dumps(summary).decode())
+        return
+    typer.echo(
+        f"{stats.lines} lines: {stats.events} events, {stats.rejected} rejected, {stats.duplicates} duplicates; "
+        f"{stats.changes} segment changes, {stats.messages} messages, suppressed {dict(stats.suppressed) or 0}",
+        err=True,
+    )
+    typer.echo(
+        f"{summary['events_per_s']} lines/s over {seconds:.2f}s; {len(states)} customers, state bytes "
+        f"mean {summary['state_bytes_mean']} p50 {summary['state_bytes_p50']} max {summary['state_bytes_max']}; rules {ruleset.version}",
+        err=True,
+    )
+
+
+@rules_app.command("check")
+def rules_check(directory: Annotated[Path, typer.Argument(help="Directory of *.yaml rule files.")]) -> None:
+    """Validate rule files: exit 1 with one file:line:col: message line per problem."""
+    from microseg.segments.rulefiles import check_rules
+
+    problems = check_rules(directory)
+    for problem in problems:
+        typer.echo(str(problem))
+    if problems:
+        typer.echo(f"{len(problems)} problem(s)", err=True)
+        raise typer.Exit(1)
+    ruleset = _load_ruleset(directory)
+    typer.echo(
+        f"ok: {len(ruleset.segments)} segments, {len(ruleset.dimensions)} dimensions, "
+        f"{len(ruleset.messages)} messages; version {ruleset.version}"
+    )
+
+
+class _CountingSink:
+    """Counts what a preview would emit without keeping every record."""
+
+    def __init__(self) -> None:
+        self.moves: Counter[tuple[str, str]] = Counter()
+        self.causes: Counter[str] = Counter()
+        self.message_counts: Counter[str] = Counter()
+        self.rejected = 0
+
+    def changes(self, records: Any) -> None:
+        for record in records:
+            self.moves[(record["segment"], record["change"])] += 1
+            self.causes["tick" if record["cause"] == "tick" else "event"] += 1
+
+    def messages(self, records: Any) -> None:
+        for record in records:
+            self.message_counts[record["message"]] += 1
+
+    def dead_letter(self, record: Any) -> None:
+        self.rejected += 1
+
+
+def _cell_histogram(sizes: Counter[str]) -> list[tuple[str, int]]:
+    bands = [("1", 1, 1), ("2", 2, 2), ("3-5", 3, 5), ("6-20", 6, 20), ("21-100", 21, 100), ("101+", 101, 10**12)]
+    return [(name, sum(1 for n in sizes.values() if lo <= n <= hi)) for name, lo, hi in bands]
+
+
+@rules_app.command("preview")
+def rules_preview(
+    directory: Annotated[Path, typer.Argument(help="Directory of *.yaml rule files.")],
+    events: Annotated[Path, typer.Option("--events", exists=True, dir_okay=False, help="Events to run the rules over (JSONL).")],
+    until: Annotated[Optional[str], typer.Option("--until", help="Let time run on to this instant after the input.")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model")] = None,
+    no_model: Annotated[bool, typer.Option("--no-model")] = False,
+) -> None:
+    """Segment sizes, micro-segment cell sizes and the moves the rules would give, before publishing."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from microseg.engine.replay import read_lines, replay
+    from microseg.segments.process import Core
+
+    ruleset = _load_ruleset(directory)
+    core = Core(ruleset, _load_model(model, no_model))
+    sink = _CountingSink()
+    stats, states = replay(
+        read_lines(str(events)), core, sink, until=_parse_instant(until, "--until") if until else None, source=str(events)
+    )
+    population: Counter[str] = Counter()
+    cells: Counter[str] = Counter()
+    for state in states.values():
+        population.update(state.segments)
+        if state.code is not None:
+            cells[state.code] += 1
+    console = Console(width=120)
+    table = Table(title=f"Segments after {stats.events} events ({len(states)} customers), rules {ruleset.version}")
+    for column in ("segment", "customers", "share", "entered", "exited"):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    for segment in ruleset.segments:
+        size = population[segment.id]
+        share = f"{100 * size / len(states):.1f}%" if states else "-"
+        table.add_row(segment.id, str(size), share, str(sink.moves[(segment.id, "entered")]), str(sink.moves[(segment.id, "exited")]))
+    console.print(table)
+    if cells:
+        hist = Table(title=f"Micro-segments: {len(cells)} cells")
+        hist.add_column("customers per cell")
+        hist.add_column("cells", justify="right")
+        for band, count in _cell_histogram(cells):
+            hist.add_row(band, str(count))
+        console.print(hist)
+        biggest = ", ".join(f"{code} ({n})" for code, n in cells.most_common(5))
+        console.print(f"largest cells: {biggest}")
+    console.print(
+        f"moves: {sum(n for (s, c), n in sink.moves.items() if s != 'micro')} segment changes "
+        f"({sink.causes['tick']} by time alone), {sink.moves[('micro', 'moved')]} micro moves; "
+        f"messages: {dict(sink.message_counts) or 0}; rejected lines: {stats.rejected}"
+    )
+    empty = [s.id for s in ruleset.segments if population[s.id] == 0 and sink.moves[(s.id, 'entered')] == 0]
+    if empty:
+        console.print(f"[yellow]never entered on this data:[/] {', '.join(empty)}")
+
+
+@app.command("schema")
+def schema_command(
+    out: Annotated[Optional[Path], typer.Option("--out", file_okay=False, help="Write the JSON Schema files here.")] = None,
+) -> None:
+    """Export JSON Schema for every input and output record."""
+    from microseg.schemas.export import SCHEMA_DIR, write_schemas
+
+    for path in write_schemas(out or SCHEMA_DIR):
+        typer.echo(str(path))
 
 
 def main() -> None:
