@@ -290,6 +290,6 @@ def test_one_bad_entry_does_not_hide_the_others(tmp_path: Path) -> None:
     assert problems(tmp_path) == [
         "a.yaml:2:1: unknown key 'segmnts'; did you mean 'segments'?",
         "a.yaml:4:25: segments[0]: unknown key 'colour' (allowed: id, description, when)",
-        f"a.yaml:6:11: segment id 'b' is already used at {tmp_path}/a.yaml:5:11",
-        "a.yaml:8:31: message refers to unknown segment 'c'",
+        f"a.yaml:6:10: segment id 'b' is already used at {tmp_path}/a.yaml:5:10",
+        "a.yaml:8:30: message refers to unknown segment 'c'",
     ]
