@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import zlib
-from copy import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 from microseg.schemas.events import Event
@@ -21,7 +21,10 @@ from microseg.segments import windows as w
 __all__ = [
     "Dna",
     "fold",
+    "to_cents",
     "is_duplicate",
+    "touched",
+    "TOUCHES",
     "ABANDON_AFTER_S",
     "AFFINITY_HALF_LIFE_DAYS",
     "RECENT_IDS",
@@ -39,6 +42,38 @@ _DECAY_PER_S = math.log(2) / (AFFINITY_HALF_LIFE_DAYS * w.DAY)
 NOT_ACTIVITY = frozenset({"campaign_delivered", "erasure_requested"})
 """Event types that are not the customer's own doing, so they do not refresh recency."""
 
+_TASTE = frozenset({"top_category", "affinity"})
+_SPEND = frozenset({"purchases_total", "purchases_30d", "purchases_90d", "spend_total", "spend_30d", "spend_90d", "avg_order_value"})
+_PREDICTIVE = frozenset({"p_alive", "churn_risk", "expected_purchases_90d", "clv_12m"})
+TOUCHES: dict[str, frozenset[str]] = {
+    "account_created": frozenset({"journey_stage"}),
+    "session_started": frozenset({"sessions_7d", "sessions_30d", "app_sessions_30d", "web_sessions_30d"}),
+    "page_view": frozenset({"page_views_30d", "bounces_30d"}) | _TASTE,
+    "product_viewed": _TASTE,
+    "cart_updated": frozenset({"open_cart_value"}) | _TASTE,
+    "checkout_started": frozenset({"open_cart_value"}),
+    "purchase": _SPEND | _TASTE | _PREDICTIVE | {"days_since_last_purchase", "journey_stage", "open_cart_value"},
+    "refund": frozenset({"refunds_90d", "spend_total"}),
+    "campaign_delivered": frozenset({"messages_received_30d", "days_since_last_message", "open_rate", "click_rate"}),
+    "campaign_opened": frozenset({"open_rate", "click_rate"}),
+    "campaign_clicked": frozenset({"open_rate", "click_rate"}),
+    "campaign_converted": frozenset({"conversions_90d", "open_rate", "click_rate"}),
+    "campaign_unsubscribed": frozenset({"unsubscribed", "consented", "open_rate", "click_rate"}),
+    "survey_answered": frozenset({"nps", "csat", "ces", "journey_stage"}),
+    "support_contact": frozenset({"open_support_contacts", "support_contacts_30d"}),
+    "review_posted": frozenset({"reviews_total", "journey_stage"}),
+    "referral_made": frozenset({"referrals_total", "journey_stage"}),
+    "consent_changed": frozenset({"consented", "unsubscribed"}),
+    "profile_updated": frozenset({"timezone", "preferred_channel", "attr"}),
+}
+"""DNA field and function names an event of each type can change, besides the activity and
+channel effects ``touched`` works out. The core re-evaluates only the rules that read one of
+them; a test checks this against full evaluation on simulated journeys."""
+_RECENCY = frozenset({"days_since_last_activity", "journey_stage"})
+_FIRST_SEEN = frozenset({"tenure_days", "first_seen", "days_since_last_activity", "journey_stage"})
+_CART = frozenset({"carts_abandoned_30d", "open_cart_value"})
+
+
 _AFFINITY_WEIGHT = {"page_view": 0.5, "product_viewed": 1.0, "cart_updated": 2.0, "purchase": 4.0}
 
 
@@ -54,10 +89,10 @@ class Dna:
     last_purchase: float | None = None
     purchases_total: int = 0
     purchase_days: int = 0
-    gross_spend: float = 0.0
-    first_day_spend: float = 0.0
-    refunded: float = 0.0
-    buckets: w.Buckets = field(default_factory=dict)
+    gross_cents: int = 0
+    first_day_cents: int = 0
+    refunded_cents: int = 0
+    windows: w.Windows = field(default_factory=w.Windows)
     session_start: float | None = None
     session_views: int = 0
     cart_at: float | None = None
@@ -81,6 +116,14 @@ class Dna:
     recent_ids: list[int] = field(default_factory=list)
 
 
+_all_fields = attrgetter(*(f.name for f in fields(Dna)))
+
+
+def to_cents(amount: float) -> int:
+    """Money is kept in whole cents so sums are exact and identical after a round trip."""
+    return round(amount * 100)
+
+
 def _id_hash(event_id: str) -> int:
     return zlib.crc32(event_id.encode())
 
@@ -94,8 +137,8 @@ def _fresh(event: Event) -> Dna:
 
 
 def _clone(dna: Dna) -> Dna:
-    new = copy(dna)
-    new.buckets = {day: row[:] for day, row in dna.buckets.items()}
+    new = Dna(*_all_fields(dna))
+    new.windows = dna.windows.copy()
     new.affinity = dict(dna.affinity)
     new.channel_days = dict(dna.channel_days)
     new.channel_uses = dict(dna.channel_uses)
@@ -135,7 +178,7 @@ def _touch_affinity(dna: Dna, t: float, category: str, weight: float) -> None:
 def _settle_cart(dna: Dna, t: float) -> None:
     """Count an open cart as abandoned once its window has passed by ``t``."""
     if dna.cart_at is not None and t >= dna.cart_at + ABANDON_AFTER_S:
-        w.add(dna.buckets, dna.cart_at + ABANDON_AFTER_S, w.ABANDONED)
+        dna.windows.add(dna.cart_at + ABANDON_AFTER_S, w.ABANDONED)
         dna.cart_at = None
         dna.cart_value = 0.0
 
@@ -145,7 +188,7 @@ def _use_channel(dna: Dna, event: Event) -> None:
     if channel is None:
         return
     if dna.last_channel is not None and channel != dna.last_channel and event.t >= dna.last_seen:
-        w.add(dna.buckets, event.t, w.SWITCHES)
+        dna.windows.add(event.t, w.SWITCHES)
     if event.t >= dna.last_seen:
         dna.last_channel = channel
     day = w.day_of(event.t)
@@ -157,23 +200,24 @@ def _use_channel(dna: Dna, event: Event) -> None:
 def _purchase(dna: Dna, event: Event) -> None:
     props = event.props
     t = event.t
+    cents = to_cents(props.amount)
     day = w.day_of(t)
-    row = dna.buckets.get(day)
+    row = dna.windows.rows.get(day)
     new_day = (row is None or not row[w.PURCHASES]) and (
         dna.last_purchase is None or w.day_of(dna.last_purchase) != day
     )
-    w.add(dna.buckets, t, w.PURCHASES)
-    w.add(dna.buckets, t, w.SPEND, props.amount)
+    dna.windows.add(t, w.PURCHASES)
+    dna.windows.add(t, w.SPEND, cents)
     dna.purchases_total += 1
-    dna.gross_spend += props.amount
+    dna.gross_cents += cents
     if new_day:
         dna.purchase_days += 1
     if dna.first_purchase is None or t < dna.first_purchase:
         if dna.first_purchase is None or w.day_of(dna.first_purchase) != day:
-            dna.first_day_spend = 0.0
+            dna.first_day_cents = 0
         dna.first_purchase = t
     if w.day_of(dna.first_purchase) == day:
-        dna.first_day_spend += props.amount
+        dna.first_day_cents += cents
     if dna.last_purchase is None or t > dna.last_purchase:
         dna.last_purchase = t
     dna.acquired = True
@@ -194,7 +238,7 @@ def _campaign(dna: Dna, event: Event) -> None:
     kind = event.type
     if kind == "campaign_delivered":
         counts[0] += 1
-        w.add(dna.buckets, event.t, w.MESSAGES)
+        dna.windows.add(event.t, w.MESSAGES)
         if dna.last_message is None or event.t > dna.last_message:
             dna.last_message = event.t
     elif kind == "campaign_opened":
@@ -202,7 +246,7 @@ def _campaign(dna: Dna, event: Event) -> None:
     elif kind == "campaign_clicked":
         counts[2] += 1
     elif kind == "campaign_converted":
-        w.add(dna.buckets, event.t, w.CONVERSIONS)
+        dna.windows.add(event.t, w.CONVERSIONS)
     elif kind == "campaign_unsubscribed" and channel not in dna.unsubscribed:
         dna.unsubscribed.append(channel)
 
@@ -212,22 +256,22 @@ def _apply(dna: Dna, event: Event) -> None:
     props = event.props
     t = event.t
     if kind == "session_started":
-        w.add(dna.buckets, t, w.SESSIONS)
+        dna.windows.add(t, w.SESSIONS)
         if event.channel == "app":
-            w.add(dna.buckets, t, w.APP_SESSIONS)
+            dna.windows.add(t, w.APP_SESSIONS)
         elif event.channel == "web":
-            w.add(dna.buckets, t, w.WEB_SESSIONS)
+            dna.windows.add(t, w.WEB_SESSIONS)
         if dna.session_start is None or t >= dna.session_start:
             dna.session_start = t
             dna.session_views = 0
     elif kind == "page_view":
-        w.add(dna.buckets, t, w.PAGE_VIEWS)
+        dna.windows.add(t, w.PAGE_VIEWS)
         if dna.session_start is not None and t >= dna.session_start:
             dna.session_views += 1
             if dna.session_views == 1:
-                w.add(dna.buckets, dna.session_start, w.BOUNCES)
+                dna.windows.add(dna.session_start, w.BOUNCES)
             elif dna.session_views == 2:
-                w.add(dna.buckets, dna.session_start, w.BOUNCES, -1)
+                dna.windows.add(dna.session_start, w.BOUNCES, -1)
         if props.category:
             _touch_affinity(dna, t, props.category, _AFFINITY_WEIGHT["page_view"])
     elif kind == "product_viewed":
@@ -241,8 +285,8 @@ def _apply(dna: Dna, event: Event) -> None:
     elif kind == "purchase":
         _purchase(dna, event)
     elif kind == "refund":
-        w.add(dna.buckets, t, w.REFUNDS)
-        dna.refunded += props.amount
+        dna.windows.add(t, w.REFUNDS)
+        dna.refunded_cents += to_cents(props.amount)
     elif kind.startswith("campaign_"):
         _campaign(dna, event)
     elif kind == "survey_answered":
@@ -252,7 +296,7 @@ def _apply(dna: Dna, event: Event) -> None:
     elif kind == "support_contact":
         if props.status == "opened":
             dna.open_support += 1
-            w.add(dna.buckets, t, w.SUPPORT)
+            dna.windows.add(t, w.SUPPORT)
         elif dna.open_support > 0:
             dna.open_support -= 1
     elif kind == "review_posted":
@@ -274,6 +318,38 @@ def _apply(dna: Dna, event: Event) -> None:
             _bounded_put(dna.attributes, key, value, MAX_ATTRIBUTES)
 
 
+def touched(before: Dna, event: Event, evaluated_at: float) -> frozenset[str]:
+    """Names whose value folding ``event`` into ``before`` can change, time standing still at
+    ``evaluated_at`` (the caller makes sure no time-driven change is pending)."""
+    names = TOUCHES.get(event.type)
+    if names is None:
+        return frozenset({"*"})
+    extra: set[str] = set()
+    t = event.t
+    if event.type not in NOT_ACTIVITY:
+        since = before.last_activity if before.last_activity is not None else before.first_seen
+        if (evaluated_at - since) // w.DAY != 0 or t < since:
+            extra |= _RECENCY
+        channel = event.channel
+        if channel is not None:
+            if channel != before.last_channel:
+                extra |= {"last_channel", "channel_switches_30d"}
+            if before.channel_days.get(channel) != w.day_of(t):
+                extra.add("channels_30d")
+            if before.preferred_channel is None and channel != _most_used(before):
+                extra.add("preferred_channel")
+    if t < before.first_seen:
+        extra |= _FIRST_SEEN
+    if before.cart_at is not None:
+        extra |= _CART
+    return names | extra if extra else names
+
+
+def _most_used(dna: Dna) -> str | None:
+    uses = dna.channel_uses
+    return max(sorted(uses), key=uses.__getitem__) if uses else None
+
+
 def fold(dna: Dna | None, event: Event) -> Dna:
     """Apply one validated event; ``dna`` is None for a customer never seen before."""
     new = _fresh(event) if dna is None else _clone(dna)
@@ -288,7 +364,6 @@ def fold(dna: Dna | None, event: Event) -> Dna:
         new.first_seen = t
     if t > new.last_seen:
         new.last_seen = t
-    w.prune(new.buckets, new.last_seen)
     new.recent_ids.append(_id_hash(event.event_id))
     if len(new.recent_ids) > RECENT_IDS:
         del new.recent_ids[0]

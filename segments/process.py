@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from microseg.schemas.events import Event
-from microseg.segments.changes import MICRO, diff
+from microseg.segments.changes import diff
 from microseg.segments.decide import decide
-from microseg.segments.dna import Dna, fold, is_duplicate
-from microseg.segments.evaluate import dna_code, evaluate_segments
+from microseg.segments.dna import Dna, fold, is_duplicate, touched
+from microseg.segments.evaluate import dimension_reads, dna_code, evaluate_segments, expr_reads, readers_index
 from microseg.segments.predictive import PredictiveModel
 from microseg.segments.ruleset import RuleSet
 from microseg.segments.state import CustomerState
-from microseg.segments.timeline import next_wake, time_dependence
+from microseg.segments.timeline import due, next_wake, time_dependence
 from microseg.segments.view import DnaView
 
 __all__ = ["Core", "StepResult", "MAX_WAKES_PER_ADVANCE"]
@@ -49,21 +49,27 @@ class StepResult:
 class Core:
     """A compiled rule set and an optional predictive model, ready to step customers."""
 
-    __slots__ = ("ruleset", "model", "dependence")
+    __slots__ = ("ruleset", "model", "dependence", "incremental", "_segment_readers", "_dimension_readers")
 
-    def __init__(self, ruleset: RuleSet, model: PredictiveModel | None = None) -> None:
+    def __init__(self, ruleset: RuleSet, model: PredictiveModel | None = None, *, incremental: bool = True) -> None:
         self.ruleset = ruleset
         self.model = model
         self.dependence = time_dependence(ruleset)
+        self.incremental = incremental
+        self._segment_readers = readers_index(tuple(expr_reads(s.when) for s in ruleset.segments))
+        self._dimension_readers = readers_index(tuple(dimension_reads(d) for d in ruleset.dimensions))
 
     def view(self, dna: Dna, now: float) -> DnaView:
         return DnaView(dna, now, self.model)
 
-    def _evaluate(self, customer_id: str, state: CustomerState, dna: Dna, t: float, cause: str) -> StepResult:
+    def _evaluate(
+        self, customer_id: str, state: CustomerState, dna: Dna, t: float, cause: str, dirty: frozenset[str] | None = None
+    ) -> StepResult:
+        """Evaluate at ``t``; ``dirty`` limits the work to rules reading those DNA names."""
         ruleset = self.ruleset
         ctx = DnaView(dna, t, self.model)
-        segments = evaluate_segments(ruleset, ctx)
-        code = dna_code(ruleset, ctx)
+        segments = evaluate_segments(ruleset, ctx, previous=state.segments, dirty=dirty, readers=self._segment_readers)
+        code = dna_code(ruleset, ctx, previous=state.code, dirty=dirty, readers=self._dimension_readers)
         changes = diff(customer_id, state.segments, segments, state.code, code, t=t, cause=cause, rules_version=ruleset.version)
         sends, last_sent = state.sends, state.last_sent
         messages: list[dict[str, Any]] = []
@@ -97,7 +103,12 @@ class Core:
             wake = current.wake
             if wake is None or wake > until or (not inclusive and wake == until):
                 break
-            result.extend(self._evaluate(customer_id, current, current.dna, wake, "tick"))
+            dirty = (
+                due(self.dependence, current.dna, current.evaluated_at, wake, has_model=self.model is not None)
+                if self.incremental and current.rules_version == self.ruleset.version
+                else None
+            )
+            result.extend(self._evaluate(customer_id, current, current.dna, wake, "tick", dirty or None))
         return result
 
     def on_event(self, state: CustomerState | None, event: Event, *, offset: int = -1) -> StepResult:
@@ -119,7 +130,17 @@ class Core:
         if event.type == "erasure_requested":
             return self._erase(customer_id, previous, max(event.t, previous.evaluated_at), event.event_id, result)
         t = max(event.t, previous.evaluated_at)
-        result.extend(self._evaluate(customer_id, previous, dna, t, event.event_id))
+        dirty = None
+        if (
+            self.incremental
+            and state is not None
+            and previous.rules_version == self.ruleset.version
+            and (previous.wake is None or previous.wake > t)
+        ):
+            dirty = touched(previous.dna, event, previous.evaluated_at)
+            if "*" in dirty:
+                dirty = None
+        result.extend(self._evaluate(customer_id, previous, dna, t, event.event_id, dirty))
         assert result.state is not None
         result.state.offset = max(offset, previous.offset)
         return result
@@ -128,7 +149,3 @@ class Core:
         result.changes += diff(customer_id, state.segments, (), state.code, None, t=t, cause=cause, rules_version=self.ruleset.version)
         result.state = None
         return result
-
-
-def micro_of(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [c for c in changes if c["segment"] == MICRO]

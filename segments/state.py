@@ -14,7 +14,7 @@ import msgpack
 
 from microseg.errors import MicrosegError
 from microseg.segments.dna import Dna
-from microseg.segments.windows import METRICS
+from microseg.segments.windows import METRICS, Windows
 
 __all__ = ["CustomerState", "encode", "decode", "StateFormatError", "FORMAT"]
 
@@ -39,53 +39,64 @@ class CustomerState:
     offset: int = -1
 
 
-_BUCKETS = _DNA_FIELDS.index("buckets")
+_WINDOWS = _DNA_FIELDS.index("windows")
 _RECENT = _DNA_FIELDS.index("recent_ids")
 
 
-def _compact(value: float) -> float:
-    return int(value) if value == int(value) else value
+def _pack_row(row: list[float], out: list[float]) -> None:
+    mask = 0
+    values = []
+    for index, value in enumerate(row):
+        if value:
+            mask |= 1 << index
+            values.append(value)
+    out.append(mask)
+    out.extend(values)
 
 
-def _pack_buckets(buckets: dict[int, list[float]]) -> list[float]:
-    """Sparse rows as ``[day, bitmask, non-zero values..., day, ...]``: a quiet day costs 4 bytes."""
-    flat: list[float] = []
-    for day in sorted(buckets):
-        row = buckets[day]
-        mask = 0
-        values = []
-        for index, value in enumerate(row):
-            if value:
-                mask |= 1 << index
-                values.append(_compact(value))
-        if mask:
-            flat.append(day)
-            flat.append(mask)
-            flat.extend(values)
+def _unpack_row(flat: list[float], i: int) -> tuple[list[float], int]:
+    mask = int(flat[i])
+    i += 1
+    row = [0] * METRICS
+    index = 0
+    while mask:
+        if mask & 1:
+            row[index] = flat[i]
+            i += 1
+        mask >>= 1
+        index += 1
+    return row, i
+
+
+def _pack_windows(windows: Windows) -> list[float]:
+    """``[day, totals x3 as (mask, values), then rows as (days back, mask, values)]``: small ints throughout."""
+    flat: list[float] = [windows.day]
+    for totals in windows.totals:
+        _pack_row(totals, flat)
+    for day in sorted(windows.rows, reverse=True):
+        flat.append(windows.day - day)
+        _pack_row(windows.rows[day], flat)
     return flat
 
 
-def _unpack_buckets(flat: list[float]) -> dict[int, list[float]]:
-    buckets: dict[int, list[float]] = {}
-    i = 0
+def _unpack_windows(flat: list[float]) -> Windows:
+    day = int(flat[0])
+    i = 1
+    totals = []
+    for _ in range(3):
+        row, i = _unpack_row(flat, i)
+        totals.append(row)
+    rows: dict[int, list[float]] = {}
     while i < len(flat):
-        day, mask = int(flat[i]), int(flat[i + 1])
-        i += 2
-        row = [0] * METRICS
-        index = 0
-        while mask:
-            if mask & 1:
-                row[index] = flat[i]
-                i += 1
-            mask >>= 1
-            index += 1
-        buckets[day] = row
-    return buckets
+        back = int(flat[i])
+        row, i = _unpack_row(flat, i + 1)
+        rows[day - back] = row
+    return Windows(rows, totals, day)
 
 
 def encode(state: CustomerState) -> bytes:
     dna = [getattr(state.dna, name) for name in _DNA_FIELDS]
-    dna[_BUCKETS] = _pack_buckets(state.dna.buckets)
+    dna[_WINDOWS] = _pack_windows(state.dna.windows)
     dna[_RECENT] = b"".join(h.to_bytes(4, "big") for h in state.dna.recent_ids)
     return msgpack.packb(
         [
@@ -113,7 +124,7 @@ def decode(data: bytes) -> CustomerState:
         version = raw[0] if isinstance(raw, list) and raw else None
         raise StateFormatError(f"stored customer state has format {version!r}; this microseg reads format {FORMAT}")
     _, dna_values, segments, code, version, evaluated_at, wake, sends, last_sent, offset = raw
-    dna_values[_BUCKETS] = _unpack_buckets(dna_values[_BUCKETS])
+    dna_values[_WINDOWS] = _unpack_windows(dna_values[_WINDOWS])
     blob = dna_values[_RECENT]
     dna_values[_RECENT] = [int.from_bytes(blob[i : i + 4], "big") for i in range(0, len(blob), 4)]
     dna = Dna(*dna_values)

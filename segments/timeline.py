@@ -10,6 +10,7 @@ with nothing pending gets None and costs nothing until its next event.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from microseg.segments.fields import TIME_DEPENDENT
 from microseg.segments.ruleset import CasesDimension, Expr, RuleSet
 from microseg.segments.view import STAGE_THRESHOLDS
 
-__all__ = ["TimeDependence", "time_dependence", "next_wake"]
+__all__ = ["TimeDependence", "time_dependence", "next_wake", "due"]
 
 _WINDOWED: dict[str, tuple[int, int]] = {
     "sessions_7d": (w.SESSIONS, 7),
@@ -47,15 +48,15 @@ _PREDICTIVE = frozenset({"p_alive", "churn_risk", "expected_purchases_90d", "clv
 class TimeDependence:
     """What of time a rule set can see; built once per rule set."""
 
-    windows: tuple[tuple[int, int], ...] = ()
-    counters: tuple[tuple[str, tuple[float, ...] | None], ...] = ()
+    spans: tuple[int, ...] = ()
+    counters: tuple[tuple[str, tuple[int, ...] | None], ...] = ()
     carts: bool = False
     channels: bool = False
     predictive: bool = False
 
     @property
     def empty(self) -> bool:
-        return not (self.windows or self.counters or self.carts or self.channels or self.predictive)
+        return not (self.spans or self.counters or self.carts or self.channels or self.predictive)
 
 
 def _expressions(ruleset: RuleSet) -> Iterable[Expr]:
@@ -86,13 +87,13 @@ def time_dependence(ruleset: RuleSet) -> TimeDependence:
                 used.add(name)
                 thresholds.setdefault(name, set()).update(values)
     counters = tuple(
-        (name, None if name in opaque or name not in thresholds else tuple(sorted(thresholds[name])))
+        (name, None if name in opaque or name not in thresholds else _crossing_days(thresholds[name]))
         for name in _COUNTERS
         if name in used
     )
-    windows = tuple(sorted({_WINDOWED[name] for name in used if name in _WINDOWED}))
+    spans = tuple(sorted({_WINDOWED[name][1] for name in used if name in _WINDOWED}))
     return TimeDependence(
-        windows=windows,
+        spans=spans,
         counters=counters,
         carts="carts_abandoned_30d" in used,
         channels="channels_30d" in used,
@@ -114,41 +115,61 @@ def _next_day_step(base: float, now: float) -> float:
     return base + (math.floor((now - base) / w.DAY) + 1) * w.DAY
 
 
-def _next_crossing(base: float, now: float, thresholds: tuple[float, ...]) -> float | None:
-    best: float | None = None
+def _crossing_days(thresholds: Iterable[float]) -> tuple[int, ...]:
+    """Whole-day counts at which ``days OP c`` can flip, for every threshold c: floor(c) and floor(c)+1."""
+    steps = set()
     for c in thresholds:
         k = math.floor(c)
-        for step in (k, k + 1):
-            if step < 0:
-                continue
-            at = base + step * w.DAY
-            if at > now and (best is None or at < best):
-                best = at
-    return best
+        steps.update(step for step in (k, k + 1) if step >= 0)
+    return tuple(sorted(steps))
+
+
+def _next_crossing(base: float, now: float, steps: tuple[int, ...]) -> float | None:
+    position = bisect_right(steps, (now - base) / w.DAY)
+    return base + steps[position] * w.DAY if position < len(steps) else None
+
+
+_STAGE_INPUTS = frozenset({"days_since_last_activity", "tenure_days"})
+_WINDOW_NAMES = frozenset(_WINDOWED)
+
+
+def _instants(dep: TimeDependence, dna: Dna, now: float, has_model: bool) -> list[tuple[float, frozenset[str]]]:
+    """Each pending time-driven change after ``now`` with the DNA names it can change."""
+    found: list[tuple[float, frozenset[str]]] = []
+    for name, steps in dep.counters:
+        base = _counter_base(dna, name)
+        if base is None:
+            continue
+        at = _next_day_step(base, now) if steps is None else _next_crossing(base, now, steps)
+        if at is not None:
+            found.append((at, frozenset({name, "journey_stage"}) if name in _STAGE_INPUTS else frozenset({name})))
+    if dep.spans and dna.windows.rows:
+        at = dna.windows.next_expiry(now, dep.spans)
+        if at is not None:
+            found.append((at, _WINDOW_NAMES))
+    if dep.carts and dna.cart_at is not None:
+        at = dna.cart_at + ABANDON_AFTER_S
+        if at > now:
+            found.append((at, frozenset({"carts_abandoned_30d"})))
+    if dep.channels:
+        later = [(day + 30) * w.DAY for day in dna.channel_days.values() if (day + 30) * w.DAY > now]
+        if later:
+            found.append((min(later), frozenset({"channels_30d"})))
+    if dep.predictive and has_model and dna.first_purchase is not None:
+        found.append((_next_day_step(dna.first_purchase, now), _PREDICTIVE))
+    return found
 
 
 def next_wake(dep: TimeDependence, dna: Dna, now: float, *, has_model: bool) -> float | None:
     """Earliest instant after ``now`` at which the rules could see a different DNA."""
-    candidates: list[float] = []
-    for name, thresholds in dep.counters:
-        base = _counter_base(dna, name)
-        if base is None:
-            continue
-        at = _next_day_step(base, now) if thresholds is None else _next_crossing(base, now, thresholds)
-        if at is not None:
-            candidates.append(at)
-    if dep.windows and dna.buckets:
-        at = w.next_expiry(dna.buckets, now, dep.windows)
-        if at is not None:
-            candidates.append(at)
-    if dep.carts and dna.cart_at is not None:
-        at = dna.cart_at + ABANDON_AFTER_S
-        if at > now:
-            candidates.append(at)
-    if dep.channels:
-        later = [(day + 30) * w.DAY for day in dna.channel_days.values() if (day + 30) * w.DAY > now]
-        if later:
-            candidates.append(min(later))
-    if dep.predictive and has_model and dna.first_purchase is not None:
-        candidates.append(_next_day_step(dna.first_purchase, now))
-    return min(candidates) if candidates else None
+    found = _instants(dep, dna, now, has_model)
+    return min(at for at, _ in found) if found else None
+
+
+def due(dep: TimeDependence, dna: Dna, since: float, at: float, *, has_model: bool) -> frozenset[str]:
+    """The DNA names that time can change at ``at``, the first wake-up after ``since``."""
+    names: frozenset[str] = frozenset()
+    for instant, changed in _instants(dep, dna, since, has_model):
+        if instant == at:
+            names |= changed
+    return names

@@ -51,7 +51,14 @@ def journey_stage(acquired: bool, tenure: int, dsla: int, nps: float | None, adv
 
 def _window(metric: int, days: int) -> Callable[["DnaView"], Any]:
     def compute(view: DnaView) -> Any:
-        return w.total(view.dna.buckets, view.now, metric, days)
+        return view.dna.windows.total(view.now, metric, days)
+
+    return compute
+
+
+def _money_window(days: int) -> Callable[["DnaView"], Any]:
+    def compute(view: DnaView) -> Any:
+        return view.dna.windows.total(view.now, w.SPEND, days) / 100
 
     return compute
 
@@ -66,7 +73,7 @@ def _voice(kind: str) -> Callable[["DnaView"], Any]:
 
 def _abandoned_30d(view: DnaView) -> Any:
     dna = view.dna
-    count = w.total(dna.buckets, view.now, w.ABANDONED, 30)
+    count = dna.windows.total(view.now, w.ABANDONED, 30)
     if dna.cart_at is not None and view.now >= dna.cart_at + ABANDON_AFTER_S:
         count += 1
     return count
@@ -114,7 +121,7 @@ def _scores(view: DnaView) -> Any:
     age_days = int((view.now - dna.first_purchase) // w.DAY)
     t_x = (dna.last_purchase - dna.first_purchase) / w.DAY / unit
     big_t = max(age_days / unit, t_x)
-    m_x = max(dna.gross_spend - dna.first_day_spend, 0.0) / x if x > 0 else None
+    m_x = max(dna.gross_cents - dna.first_day_cents, 0) / 100 / x if x > 0 else None
     try:
         scores = score(view.model, x, t_x, big_t, m_x)
     except PredictiveError:
@@ -145,10 +152,10 @@ _COMPUTE: dict[str, Callable[["DnaView"], Any]] = {
     "purchases_total": lambda v: v.dna.purchases_total,
     "purchases_30d": _window(w.PURCHASES, 30),
     "purchases_90d": _window(w.PURCHASES, 90),
-    "spend_total": lambda v: round(v.dna.gross_spend - v.dna.refunded, 6),
-    "spend_30d": _window(w.SPEND, 30),
-    "spend_90d": _window(w.SPEND, 90),
-    "avg_order_value": lambda v: v.dna.gross_spend / v.dna.purchases_total if v.dna.purchases_total else None,
+    "spend_total": lambda v: (v.dna.gross_cents - v.dna.refunded_cents) / 100,
+    "spend_30d": _money_window(30),
+    "spend_90d": _money_window(90),
+    "avg_order_value": lambda v: v.dna.gross_cents / 100 / v.dna.purchases_total if v.dna.purchases_total else None,
     "refunds_90d": _window(w.REFUNDS, 90),
     "carts_abandoned_30d": _abandoned_30d,
     "open_cart_value": lambda v: v.dna.cart_value if v.dna.cart_at is not None else None,

@@ -1,15 +1,20 @@
-"""Sliding event-time windows as sparse per-day counters.
+"""Sliding event-time windows: sparse per-day counters with running totals.
 
-A customer's windowed metrics (sessions, purchases, spend, ...) live in one small dict:
-UTC day number -> list of metric values. A ``w``-day window at instant ``t`` covers the UTC day
-of ``t`` and the ``w - 1`` days before it, so windows are exact at day granularity and a day's
-counts leave the window at the UTC midnight ``(day + w) * 86400``. Memory is bounded by the
-longest window (90 days), whatever the event rate.
+A customer's windowed metrics (sessions, purchases, spend, ...) live in ``Windows``: UTC day
+number -> list of metric values, plus the 7/30/90-day totals as of the newest day seen. A
+``w``-day window at instant ``t`` covers the UTC day of ``t`` and the ``w - 1`` days before it,
+so windows are exact at day granularity and a day's counts leave a window at the UTC midnight
+``(day + w) * 86400``. Reading a total is O(1) on the newest day and O(days elapsed) after;
+memory is bounded by the longest window (90 days), whatever the event rate.
+
+Rows are replaced, never changed in place, so a shallow copy of a ``Windows`` is a safe
+snapshot (the fold relies on it to stay pure).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_right
+from dataclasses import dataclass, field
 
 __all__ = [
     "DAY",
@@ -27,59 +32,110 @@ __all__ = [
     "SUPPORT",
     "SWITCHES",
     "METRICS",
+    "SPANS",
     "RETENTION_DAYS",
-    "Buckets",
+    "Windows",
     "day_of",
-    "add",
-    "total",
-    "prune",
-    "next_expiry",
 ]
 
 DAY = 86_400
 
 SESSIONS, PAGE_VIEWS, APP_SESSIONS, WEB_SESSIONS, BOUNCES, PURCHASES, SPEND, REFUNDS, ABANDONED, MESSAGES, CONVERSIONS, SUPPORT, SWITCHES = range(13)
 METRICS = 13
-RETENTION_DAYS = 90
-
-Buckets = dict[int, list[float]]
+SPANS = (7, 30, 90)
+RETENTION_DAYS = SPANS[-1]
+_SPAN_INDEX = {span: i for i, span in enumerate(SPANS)}
 
 
 def day_of(t: float) -> int:
     return int(t // DAY)
 
 
-def add(buckets: Buckets, t: float, metric: int, amount: float = 1) -> None:
-    """Add ``amount`` to ``metric`` on the UTC day of ``t`` (mutates: call on a copy)."""
-    day = int(t // DAY)
-    row = buckets.get(day)
-    if row is None:
-        row = buckets[day] = [0] * METRICS
-    row[metric] += amount
+def _zeros() -> list[list[float]]:
+    return [[0] * METRICS for _ in SPANS]
 
 
-def total(buckets: Buckets, now: float, metric: int, days: int) -> float:
-    """Sum of ``metric`` over the ``days``-day window ending at ``now``."""
-    today = int(now // DAY)
-    first = today - days
-    return sum(row[metric] for day, row in buckets.items() if first < day <= today)
+@dataclass(slots=True)
+class Windows:
+    """Per-day rows and the running totals of each span as of ``day`` (the newest day seen)."""
 
+    rows: dict[int, list[float]] = field(default_factory=dict)
+    totals: list[list[float]] = field(default_factory=_zeros)
+    day: int = -1
 
-def prune(buckets: Buckets, now: float) -> None:
-    """Forget days that no window can see any more."""
-    first = int(now // DAY) - RETENTION_DAYS
-    for day in [d for d in buckets if d <= first]:
-        del buckets[day]
+    def copy(self) -> Windows:
+        return Windows(dict(self.rows), [t[:] for t in self.totals], self.day)
 
+    def _roll(self, new_day: int) -> None:
+        """Move the totals forward to ``new_day``, dropping the days that leave each span."""
+        old = self.day
+        rows = self.rows
+        for i, span in enumerate(SPANS):
+            totals = self.totals[i]
+            if new_day - old >= span:
+                self.totals[i] = [0] * METRICS
+                continue
+            for gone in range(old - span + 1, new_day - span + 1):
+                row = rows.get(gone)
+                if row is not None:
+                    self.totals[i] = totals = [a - b for a, b in zip(totals, row)]
+        self.day = new_day
+        first = new_day - RETENTION_DAYS
+        for gone in [d for d in rows if d <= first]:
+            del rows[gone]
 
-def next_expiry(buckets: Buckets, now: float, metrics: Iterable[tuple[int, int]]) -> float | None:
-    """Earliest instant after ``now`` when a non-zero (metric, window) value drops out of its window."""
-    best: float | None = None
-    pairs = tuple(metrics)
-    for day, row in buckets.items():
-        for metric, days in pairs:
-            if row[metric]:
-                at = (day + days) * DAY
+    def add(self, t: float, metric: int, amount: float = 1) -> None:
+        day = int(t // DAY)
+        if self.day < 0:
+            self.day = day
+        elif day > self.day:
+            self._roll(day)
+        age = self.day - day
+        if age >= RETENTION_DAYS:
+            return
+        row = self.rows.get(day)
+        row = [0] * METRICS if row is None else row[:]
+        row[metric] += amount
+        self.rows[day] = row
+        for i, span in enumerate(SPANS):
+            if age < span:
+                totals = self.totals[i] = self.totals[i][:]
+                totals[metric] += amount
+
+    def total(self, now: float, metric: int, span: int) -> float:
+        """Sum of ``metric`` over the ``span``-day window ending at ``now`` (now >= newest event)."""
+        if self.day < 0:
+            return 0
+        today = int(now // DAY)
+        lag = today - self.day
+        if lag >= span:
+            return 0
+        value = self.totals[_SPAN_INDEX[span]][metric]
+        if lag > 0:
+            rows = self.rows
+            for gone in range(self.day - span + 1, today - span + 1):
+                row = rows.get(gone)
+                if row is not None:
+                    value -= row[metric]
+        elif lag < 0:
+            return self.scan(now, metric, span)
+        return round(value, 6) if type(value) is float else value
+
+    def scan(self, now: float, metric: int, span: int) -> float:
+        """The same total by brute force (reference for tests and for reads in the past)."""
+        today = int(now // DAY)
+        value = sum(row[metric] for day, row in self.rows.items() if today - span < day <= today)
+        return round(value, 6) if type(value) is float else value
+
+    def next_expiry(self, now: float, spans: tuple[int, ...]) -> float | None:
+        """Earliest instant after ``now`` at which a day with counts leaves one of ``spans``."""
+        today = int(now // DAY)
+        days = sorted(self.rows)
+        best: float | None = None
+        for span in spans:
+            position = bisect_right(days, today - span)
+            if position < len(days):
+                at = float((days[position] + span) * DAY)
                 if at > now and (best is None or at < best):
                     best = at
-    return best
+        return best
