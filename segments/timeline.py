@@ -148,7 +148,8 @@ def _instants(dep: TimeDependence, dna: Dna, now: float, has_model: bool) -> lis
         if at is not None:
             found.append((at, _WINDOW_NAMES))
     if dep.carts and dna.cart_at is not None:
-        at = dna.cart_at + ABANDON_AFTER_S
+        deadline = dna.cart_at + ABANDON_AFTER_S
+        at = deadline if deadline > now else float((w.day_of(deadline) + 30) * w.DAY)
         if at > now:
             found.append((at, frozenset({"carts_abandoned_30d"})))
     if dep.channels:

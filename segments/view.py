@@ -74,8 +74,10 @@ def _voice(kind: str) -> Callable[["DnaView"], Any]:
 def _abandoned_30d(view: DnaView) -> Any:
     dna = view.dna
     count = dna.windows.total(view.now, w.ABANDONED, 30)
-    if dna.cart_at is not None and view.now >= dna.cart_at + ABANDON_AFTER_S:
-        count += 1
+    if dna.cart_at is not None:
+        deadline = dna.cart_at + ABANDON_AFTER_S
+        if deadline <= view.now and w.day_of(deadline) > w.day_of(view.now) - 30:
+            count += 1
     return count
 
 

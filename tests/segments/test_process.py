@@ -1,0 +1,215 @@
+"""The customer step: exact entry/exit instants, time-based exits, and the equivalences the
+worker relies on (incremental = full evaluation; a clock tick = waiting for the next event)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+
+from microseg.engine.replay import replay
+from microseg.engine.simulator import simulate
+from microseg.engine.sinks import ListSink
+from microseg.schemas.events import decode_event
+from microseg.schemas.outputs import NextBestMessage, SegmentChange
+from microseg.segments.predictive import load_default_model
+from microseg.segments.process import Core
+from microseg.segments.rulefiles import load_rules
+from microseg.segments.testing import Journey, parse_ts
+
+RULES = """
+version: 1
+segments:
+  - id: active_7d
+    description: visited in the last 7 days
+    when: sessions_7d >= 1
+  - id: lapsed_high_value
+    description: spent a lot, then went quiet
+    when: spend_total >= 500 and days_since_last_activity > 45
+  - id: cart_abandoner
+    description: left a cart
+    when: carts_abandoned_30d >= 1 and coalesce(days_since_last_purchase, 9999) > 3
+microsegments:
+  dimensions:
+    - name: value
+      of: spend_total
+      cuts: [100, 500]
+      labels: [low, mid, high]
+messages:
+  - id: winback
+    segments: [lapsed_high_value]
+    channel: email
+    priority: 50
+    cooldown: 14d
+    holdout: 0
+contact_policy:
+  caps: {per_day: 1, per_week: 3}
+  quiet_hours: {start: "21:00", end: "08:00"}
+"""
+
+STARTER = Path(__file__).parents[2] / "rules"
+
+
+def test_active_exit_happens_by_time_alone_at_utc_midnight() -> None:
+    j = Journey(RULES)
+    j.send("c1", "session_started", "2026-03-02T10:00:00Z", event_id="e1", channel="web")
+    assert j.moves("c1", "active_7d") == [("entered", "2026-03-02T10:00:00Z", "e1")]
+    j.until("2026-03-20T00:00:00Z")
+    assert j.moves("c1", "active_7d")[-1] == ("exited", "2026-03-09T00:00:00Z", "tick")
+
+
+def test_lapsed_high_value_entry_instant_and_message() -> None:
+    j = Journey(RULES)
+    j.send("c1", "consent_changed", "2026-01-01T09:00:00Z", props={"channel": "email", "granted": True})
+    j.send("c1", "purchase", "2026-01-01T10:00:00Z", event_id="p1", order_id="o1", amount=600.0)
+    j.until("2026-03-01T00:00:00Z")
+    assert j.entered("c1", "lapsed_high_value") == "2026-02-16T10:00:00Z"
+    assert [m["message"] for m in j.messages] == ["winback"]
+    message = j.messages[0]
+    assert message["send_at"] == "2026-02-16T10:00:00Z"
+    assert message["cause"] == "tick"
+    j.send("c1", "session_started", "2026-03-01T12:00:00Z", event_id="s1", channel="web")
+    assert j.exited("c1", "lapsed_high_value") == "2026-03-01T12:00:00Z"
+
+
+def test_quiet_hours_defer_and_consent_suppresses() -> None:
+    j = Journey(RULES)
+    j.send("c1", "profile_updated", "2026-01-01T00:00:00Z", timezone="Europe/Paris")
+    j.send("c1", "consent_changed", "2026-01-01T00:00:00Z", props={"channel": "email", "granted": True})
+    j.send("c1", "purchase", "2026-01-01T21:30:00Z", order_id="o1", amount=600.0)
+    j.send("c2", "purchase", "2026-01-01T10:00:00Z", order_id="o2", amount=600.0)
+    j.until("2026-03-01T00:00:00Z")
+    (sent,) = j.messages
+    assert sent["customer_id"] == "c1"
+    assert sent["at"] == "2026-02-16T21:30:00Z"
+    assert sent["send_at"] == "2026-02-17T07:00:00Z", "08:00 in Paris"
+    assert [(s["customer_id"], s["reason"]) for s in j.suppressed] == [("c2", "consent")]
+
+
+def test_cart_abandoned_one_hour_after_the_last_cart_event() -> None:
+    j = Journey(RULES)
+    j.send("c1", "cart_updated", "2026-01-05T10:00:00Z", product_id="p", category="shoes", quantity=1, cart_value=90.0)
+    j.send("c1", "cart_updated", "2026-01-05T10:20:00Z", product_id="p", category="shoes", quantity=2, cart_value=180.0)
+    j.until("2026-01-05T12:00:00Z")
+    assert j.entered("c1", "cart_abandoner") == "2026-01-05T11:20:00Z"
+    j.until("2026-02-10T00:00:00Z")
+    assert j.exited("c1", "cart_abandoner") == "2026-02-04T00:00:00Z"
+
+
+def test_micro_moves_and_erasure() -> None:
+    j = Journey(RULES)
+    j.send("c1", "purchase", "2026-01-01T10:00:00Z", event_id="p1", order_id="o1", amount=50.0)
+    j.send("c1", "purchase", "2026-01-02T10:00:00Z", event_id="p2", order_id="o2", amount=100.0)
+    micro = [(c["from"], c["to"], c["cause"]) for c in j.changes if c["segment"] == "micro"]
+    assert micro == [(None, "low", "p1"), ("low", "mid", "p2")]
+    j.send("c1", "erasure_requested", "2026-01-03T00:00:00Z", event_id="x1")
+    assert "c1" not in j.states
+    assert j.changes[-1]["to"] is None and j.changes[-1]["cause"] == "x1"
+
+
+def test_records_match_the_published_schemas() -> None:
+    j = Journey(RULES)
+    j.send("c1", "consent_changed", "2026-01-01T09:00:00Z", props={"channel": "email", "granted": True})
+    j.send("c1", "purchase", "2026-01-01T10:00:00Z", order_id="o1", amount=600.0)
+    j.until("2026-03-01T00:00:00Z")
+    for change in j.changes:
+        SegmentChange.model_validate(change)
+    assert j.messages
+    for message in j.messages:
+        NextBestMessage.model_validate(message)
+
+
+def test_change_ids_are_deterministic_and_unique() -> None:
+    def run() -> list[str]:
+        j = Journey(RULES)
+        j.send("c1", "session_started", "2026-03-02T10:00:00Z", event_id="e1", channel="web")
+        j.send("c1", "purchase", "2026-03-02T10:05:00Z", event_id="e2", order_id="o", amount=700.0)
+        j.until("2026-06-01T00:00:00Z")
+        return [c["change_id"] for c in j.changes]
+
+    first = run()
+    assert first == run()
+    assert len(set(first)) == len(first)
+
+
+def test_duplicate_event_is_not_counted_twice() -> None:
+    j = Journey(RULES)
+    j.send("c1", "purchase", "2026-01-01T10:00:00Z", event_id="p1", order_id="o1", amount=300.0)
+    j.send("c1", "purchase", "2026-01-01T10:00:00Z", event_id="p1", order_id="o1", amount=300.0)
+    assert j.core.view(j.states["c1"].dna, parse_ts("2026-01-02T00:00:00Z"))["spend_total"] == 300.0
+
+
+def _simulated(customers: int, days: int, seed: int) -> list[bytes]:
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    return [orjson.dumps(e) for e in simulate(customers, days, seed, start)]
+
+
+@pytest.fixture(scope="module")
+def journeys() -> list[bytes]:
+    return _simulated(80, 60, 11)
+
+
+@pytest.fixture(scope="module")
+def starter_core() -> Core:
+    return Core(load_rules(STARTER), load_default_model())
+
+
+def test_incremental_evaluation_equals_full_evaluation(journeys: list[bytes], starter_core: Core) -> None:
+    fast, slow = ListSink(), ListSink()
+    replay(journeys, starter_core, fast)
+    replay(journeys, Core(starter_core.ruleset, starter_core.model, incremental=False), slow)
+    assert fast.change_records == slow.change_records
+    assert fast.message_records == slow.message_records
+
+
+def test_ticking_often_gives_the_same_changes_as_waiting_for_events(journeys: list[bytes], starter_core: Core) -> None:
+    """Worker clocks tick at arbitrary moments; the emitted changes must not depend on when."""
+    last = max(decode_event(raw).t for raw in journeys)
+    lazy = ListSink()
+    replay(journeys, starter_core, lazy, until=last)
+    eager = ListSink()
+    ticking: dict = {}
+    for raw in journeys:
+        event = decode_event(raw)
+        for customer_id in list(ticking):
+            result = starter_core.advance(customer_id, ticking[customer_id], event.t, inclusive=False)
+            ticking[customer_id] = result.state
+            eager.changes(result.changes)
+            eager.messages(result.messages)
+        result = starter_core.on_event(ticking.get(event.customer_id), event)
+        if result.state is None:
+            ticking.pop(event.customer_id, None)
+        else:
+            ticking[event.customer_id] = result.state
+        eager.changes(result.changes)
+        eager.messages(result.messages)
+    for customer_id in sorted(ticking):
+        result = starter_core.advance(customer_id, ticking[customer_id], last)
+        eager.changes(result.changes)
+        eager.messages(result.messages)
+    key = lambda r: r.get("change_id") or r.get("decision_id")  # noqa: E731
+    assert sorted(map(key, eager.change_records)) == sorted(map(key, lazy.change_records))
+    assert sorted(map(key, eager.message_records)) == sorted(map(key, lazy.message_records))
+
+
+def test_state_round_trip_does_not_change_the_outcome(journeys: list[bytes], starter_core: Core) -> None:
+    from microseg.segments.state import decode, encode
+
+    direct = ListSink()
+    replay(journeys, starter_core, direct)
+    through_bytes = ListSink()
+    states: dict = {}
+    for raw in journeys:
+        event = decode_event(raw)
+        previous = states.get(event.customer_id)
+        result = starter_core.on_event(None if previous is None else decode(previous), event)
+        if result.state is None:
+            states.pop(event.customer_id, None)
+        elif not result.duplicate:
+            states[event.customer_id] = encode(result.state)
+        through_bytes.changes(result.changes)
+        through_bytes.messages(result.messages)
+    assert through_bytes.change_records == direct.change_records
+    assert through_bytes.message_records == direct.message_records
