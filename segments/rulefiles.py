@@ -35,7 +35,7 @@ from microseg.schemas.rulefile import (
     SegmentModel,
 )
 from microseg.segments.fields import Kind
-from microseg.segments.language import Problem, RuleError, compile_expression
+from microseg.segments.language import Locator, Problem, RuleError, compile_expression
 from microseg.segments.ruleset import (
     CasesDimension,
     CategoryDimension,
@@ -171,8 +171,10 @@ def _plain(value: str) -> Any:
     return value
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Lines:
+    """Line starts of a file's text, to turn a character index into (line, col)."""
+
     text: str
     starts: list[int]
 
@@ -415,7 +417,7 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def _locator(lines: _Lines, node: yaml.ScalarNode, value: str) -> Any:
+def _locator(lines: _Lines, node: yaml.ScalarNode, value: str) -> Locator:
     """Offset in the scalar's value -> (line, col) in the file.
 
     Exact for plain and quoted single-line scalars; for escapes, folding and block scalars
