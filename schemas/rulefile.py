@@ -7,7 +7,7 @@ can use ``rulefile_json_schema()`` for completion and inline validation.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 
@@ -96,6 +96,9 @@ class CapsModel(_Strict):
 class QuietHoursModel(_Strict):
     start: Annotated[StrictStr, Field(pattern=CLOCK_PATTERN, description='"HH:MM", 24-hour local time.')]
     end: Annotated[StrictStr, Field(pattern=CLOCK_PATTERN, description='"HH:MM", 24-hour local time.')]
+    action: Literal["defer", "suppress"] = Field(
+        default="defer", description="defer: send when quiet hours end; suppress: drop the message (reason 'quiet')."
+    )
 
 
 class ContactPolicyModel(_Strict):

@@ -654,6 +654,7 @@ def _policy(part: _FileRules, model: RuleFileModel, add: Any) -> ContactPolicy |
         quiet_start_min=start,
         quiet_end_min=end,
         default_timezone=tz,
+        quiet_action=cp.quiet_hours.action if cp.quiet_hours is not None else "defer",
     )
 
 

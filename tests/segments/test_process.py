@@ -213,3 +213,13 @@ def test_state_round_trip_does_not_change_the_outcome(journeys: list[bytes], sta
         through_bytes.messages(result.messages)
     assert through_bytes.change_records == direct.change_records
     assert through_bytes.message_records == direct.message_records
+
+
+def test_quiet_hours_can_suppress_instead_of_defer() -> None:
+    rules = RULES.replace('quiet_hours: {start: "21:00", end: "08:00"}', 'quiet_hours: {start: "21:00", end: "08:00", action: suppress}')
+    j = Journey(rules)
+    j.send("c1", "consent_changed", "2026-01-01T00:00:00Z", props={"channel": "email", "granted": True})
+    j.send("c1", "purchase", "2026-01-01T22:00:00Z", order_id="o1", amount=600.0)
+    j.until("2026-03-01T00:00:00Z")
+    assert j.messages == []
+    assert [s["reason"] for s in j.suppressed] == ["quiet"]
