@@ -259,5 +259,104 @@ def schema_command(
         typer.echo(str(path))
 
 
+def _settings(**overrides: Any) -> Any:
+    from microseg.engine.settings import load_settings
+    from microseg.errors import ConfigError
+
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="kafka://host:port[,host:port] (default: MICROSEG_BROKER, else an embedded broker).")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where DNA state lives (MICROSEG_DATA_DIR).")]
+PartitionsOpt = Annotated[Optional[int], typer.Option("--partitions", help="Input partitions (MICROSEG_PARTITIONS).")]
+
+
+@app.command("worker")
+def worker_command(
+    broker: BrokerOpt = None,
+    data_dir: DataDirOpt = None,
+    rules: Annotated[Optional[Path], typer.Option("--rules", file_okay=False, help="Rules directory (MICROSEG_RULES_DIR).")] = None,
+    partitions: PartitionsOpt = None,
+    web_port: Annotated[Optional[int], typer.Option("--web-port", help="HTTP port for /metrics, /health, /customers (MICROSEG_WEB_PORT).")] = None,
+    web_host: Annotated[Optional[str], typer.Option("--web-host", help="HTTP bind address (MICROSEG_WEB_HOST).")] = None,
+    ticks: Annotated[Optional[bool], typer.Option("--ticks/--no-ticks", help="Let the wall clock fire time-based changes.")] = None,
+) -> None:
+    """The streaming worker; with no broker configured it starts the embedded one."""
+    from microseg.engine.worker import run_worker
+
+    settings = _settings(broker=broker, data_dir=data_dir, rules_dir=rules, partitions=partitions, web_port=web_port, web_host=web_host, ticks=ticks)
+    run_worker(settings)
+
+
+@app.command("produce")
+def produce_command(
+    events: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Events, one JSON object per line.")],
+    broker: BrokerOpt = None,
+    rate: Annotated[float, typer.Option("--rate", help="Events per second (0 = as fast as possible).")] = 0.0,
+) -> None:
+    """Send events to the input topic, keyed by customer_id."""
+    from microseg.engine.produce import produce_file
+
+    settings = _settings(broker=broker)
+    if settings.broker is None:
+        _fail("no broker configured: set MICROSEG_BROKER or --broker (the embedded broker lives inside 'microseg worker')")
+    bar, advance = _progress(events)
+    if bar is not None:
+        bar.start()
+    try:
+        summary = produce_file(settings, ",".join(settings.bootstrap_servers), events, rate=rate, on_line=advance)
+    finally:
+        if bar is not None:
+            bar.stop()
+    typer.echo(
+        f"sent {summary.sent} events in {summary.seconds:.2f}s ({summary.per_second:,.0f}/s); "
+        f"{summary.skipped} lines without a customer_id sent unkeyed (the worker dead-letters them)",
+        err=True,
+    )
+
+
+@rules_app.command("publish")
+def rules_publish(
+    directory: Annotated[Path, typer.Argument(file_okay=False, exists=True, help="Directory of *.yaml rule files.")],
+    broker: BrokerOpt = None,
+) -> None:
+    """Validate rule files and publish them as a new rules version to every running worker."""
+    from microseg.engine.rules_topic import publish_rules
+
+    ruleset = _load_ruleset(directory)
+    settings = _settings(broker=broker)
+    if settings.broker is None:
+        _fail("no broker configured: set MICROSEG_BROKER or --broker to the workers' broker")
+    version = publish_rules(settings, ",".join(settings.bootstrap_servers), directory)
+    assert version == ruleset.version
+    typer.echo(f"published rules {version}: {len(ruleset.segments)} segments, {len(ruleset.messages)} messages")
+
+
+@app.command("explain")
+def explain_command(
+    customer_id: Annotated[str, typer.Argument(help="The customer to explain.")],
+    url: Annotated[Optional[str], typer.Option("--url", help="Worker base URL (default http://MICROSEG_WEB_HOST:MICROSEG_WEB_PORT).")] = None,
+) -> None:
+    """DNA, segments, DNA code and why, from a running worker."""
+    import urllib.error
+    import urllib.request
+
+    settings = _settings()
+    base = url or f"http://{settings.web_host}:{settings.web_port}"
+    request = urllib.request.Request(f"{base}/customers/{customer_id}")
+    if settings.api_token is not None:
+        request.add_header("Authorization", f"Bearer {settings.api_token.get_secret_value()}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            typer.echo(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        _fail(f"{exc.code}: {exc.read().decode(errors='replace')}", 1)
+    except urllib.error.URLError as exc:
+        _fail(f"no worker answers at {base} ({exc.reason}); start one with 'microseg worker'")
+
+
 def main() -> None:
     app()

@@ -67,7 +67,12 @@ class Settings(BaseSettings):
     group_id: str = "microseg"
     replication_factor: int = Field(1, ge=1)
 
-    tick_interval_s: float = Field(60.0, gt=0)
+    tick_interval_s: float = Field(10.0, gt=0, description="how often the clock lets time run on for due customers")
+    ticks: bool = Field(True, description="fire time-based changes from the wall clock (off: only events move customers)")
+    max_batch: int = Field(5_000, ge=1, le=100_000, description="most input records per batch")
+    batch_within_s: float = Field(0.05, gt=0, description="longest wait to fill a batch")
+    session_timeout_s: float = Field(10.0, ge=6, description="consumer group session timeout")
+    commit_interval_s: float = Field(1.0, gt=0, description="how often processed input offsets are committed")
     model_path: Path | None = None
     fix_end_offsets: bool | None = Field(
         None, description="correct Tansu's ListOffsets(latest); None = only with the embedded broker"

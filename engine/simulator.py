@@ -34,6 +34,7 @@ __all__ = [
     "ERASURE_EVERY",
     "simulate",
     "simulate_lines",
+    "personas_by_customer",
     "live",
     "parse_persona_weights",
     "simulate_command",
@@ -263,14 +264,15 @@ class _Life:
         offset = datetime.fromtimestamp(start, self.tz).utcoffset()
         self.off = int(offset.total_seconds()) if offset is not None else 0
         start = (start + self.off) // DAY * DAY - self.off + _HOURS[int(r() * len(_HOURS))] * 3600 + int(r() * 3600)
-        self.start = start if start >= world.start else start + DAY
+        self.start = start = start if start >= world.start else start + DAY
+        ahead = world.horizon if world.end is None else max(world.end - start, DAY)
         self.quiet_at = math.inf
         if r() < persona.quiet_p:
             lo, hi = persona.quiet_window
-            self.quiet_at = start + DAY + int((lo + (hi - lo) * r()) * world.horizon)
+            self.quiet_at = start + DAY + int((lo + (hi - lo) * r()) * ahead)
         self.erase_at = math.inf
         if (idx * 1009 + world.seed) % ERASURE_EVERY == 0:
-            self.erase_at = start + DAY + int(r() * world.horizon)
+            self.erase_at = start + DAY + int(r() * max(ahead - 2 * DAY, 0))
         self.pend: list[tuple[int, int, str, str | None, str | None, dict[str, Any]]] = []
         self.seq = 0
         self.orders = 0
@@ -431,7 +433,7 @@ class _Life:
             props = {"message_id": f"m-{stamp}-{channel}-{self.idx:06d}", "campaign_id": campaign}
             ts = day + sec + int(r() * 600)
             emit(ts, "campaign_delivered", channel, None, props)
-            if not (r() < p.open_p if active else r() < 0.03):
+            if not active or r() >= p.open_p:
                 continue
             device = self._device(channel)
             ts += 30 + int(r() * r() * 8 * 3600)
@@ -644,6 +646,14 @@ def simulate(customers: int, days: int, seed: int, start: datetime,
     first = _utc_seconds(start)
     world = _World(seed, customers, first, first + days * DAY, days * DAY, random.Random(seed))
     return _numbered(_population(world, _personas(personas), first, days * DAY), f"e-{seed}-")
+
+
+def personas_by_customer(customers: int, days: int, seed: int, start: datetime,
+                         personas: Mapping[str, float] | None = None) -> dict[str, str]:
+    """The persona behind each customer id of the matching ``simulate`` run: ground truth for judging segments."""
+    first = _utc_seconds(start)
+    world = _World(seed, customers, first, first + days * DAY, days * DAY, random.Random(seed))
+    return {life.cid: life.p.name for life in _population(world, _personas(personas), first, days * DAY)}
 
 
 def _numbered(lives: list[_Life], prefix: str) -> Iterator[dict[str, Any]]:

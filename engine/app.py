@@ -1,0 +1,158 @@
+"""The Faust app: group membership, the input agent, clock ticks, the rules watcher and the web endpoints.
+
+Everything here is wiring. The agent takes batches of input events and hands them to
+``Runtime.handle``; Faust acknowledges them only after ``handle`` returns, when outputs and state
+are durable, so committed offsets never run ahead of what was stored (at-least-once).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from microseg.engine.processor import Record
+from microseg.engine.runtime import Runtime
+from microseg.engine.settings import Settings
+
+__all__ = ["build_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    context = settings._ssl_context()
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            ssl_context=context,
+            mechanism=settings.sasl_mechanism or "PLAIN",
+        )
+    return faust.SSLCredentials(context)
+
+
+def build_app(settings: Settings, bootstrap: str, runtime: Runtime) -> faust.App:
+    """A Faust app bound to ``runtime``; nothing here keeps state of its own."""
+    app = faust.App(
+        settings.group_id,
+        broker=[f"kafka://{server}" for server in bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        datadir=str(Path(settings.data_dir) / "faust"),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        table_standby_replicas=0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=max(settings.session_timeout_s * 3, 30.0),
+        broker_commit_interval=settings.commit_interval_s,
+        broker_max_poll_records=settings.max_batch,
+        broker_max_poll_interval=300.0,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=max(settings.max_batch * 2, 4096),
+        producer_linger_ms=5,
+        web_enabled=settings.web_port > 0,
+        web_bind=settings.web_host,
+        web_port=settings.web_port or 6066,
+        web_host=settings.web_host,
+        web_in_thread=False,
+    )
+    events_topic = app.topic(settings.input_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(events_topic, name="segment")
+    async def segment(stream: Any) -> None:
+        async for events in stream.take_events(settings.max_batch, within=settings.batch_within_s):
+            records = [
+                Record(e.message.partition, e.message.offset, e.message.key, e.message.value, int(e.message.timestamp * 1000))
+                for e in events
+            ]
+            await runtime.handle(records)
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        await runtime.on_assigned(tp.partition for tp in assigned if tp.topic == settings.input_topic)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await runtime.on_revoked([tp.partition for tp in revoked if tp.topic == settings.input_topic])
+
+    if settings.ticks:
+
+        @app.timer(interval=settings.tick_interval_s, on_leader=False)
+        async def _tick() -> None:
+            await runtime.tick()
+
+    @app.timer(interval=5.0, on_leader=False)
+    async def _lag() -> None:
+        consumer = app.consumer
+        for partition, position in list(runtime.positions.items()):
+            try:
+                highwater = consumer.highwater(faust.types.TP(settings.input_topic, partition))
+            except Exception:  # noqa: BLE001 - a partition being handed over has no highwater
+                continue
+            if highwater is not None:
+                runtime.metrics.consumer_lag.labels(partition=str(partition)).set(max(highwater - position, 0))
+
+    @app.task
+    async def _rules() -> None:
+        from microseg.engine.rules_topic import watch_rules
+
+        await watch_rules(settings, bootstrap, runtime)
+
+    _add_pages(app, settings, runtime)
+    return app
+
+
+def _authorised(settings: Settings, request: Request) -> bool:
+    if settings.api_token is None:
+        return True
+    header = request.headers.get("Authorization", "")
+    return header == f"Bearer {settings.api_token.get_secret_value()}"
+
+
+def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Request) -> Response:
+        return web.bytes(generate_latest(runtime.metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/health")
+    async def health(web: Any, request: Request) -> Response:
+        return web.json(
+            {
+                "status": "ok",
+                "rules_version": runtime.ruleset.version,
+                "partitions": sorted(runtime.assigned),
+                "ready": sorted(runtime.ready),
+                "batches": runtime.batches,
+            }
+        )
+
+    @app.page("/segments")
+    async def segments(web: Any, request: Request) -> Response:
+        return web.json({"rules_version": runtime.ruleset.version, "partitions": sorted(runtime.ready), "segments": runtime.segment_populations()})
+
+    @app.page("/customers/{customer_id}")
+    class Customer(View):
+        async def get(self, request: Request, customer_id: str) -> Response:
+            if not _authorised(settings, request):
+                return self.json({"error": "missing or wrong bearer token"}, status=401)
+            found = runtime.explain(customer_id)
+            if found is None:
+                return self.json({"error": f"customer {customer_id!r} is not known"}, status=404)
+            status = 409 if "error" in found else 200
+            return self.bytes(orjson.dumps(found, default=str), content_type="application/json", status=status)
+
+        async def delete(self, request: Request, customer_id: str) -> Response:
+            if not _authorised(settings, request):
+                return self.json({"error": "missing or wrong bearer token"}, status=401)
+            event_id = await runtime.request_erasure(customer_id)
+            return self.json({"customer_id": customer_id, "erasure_event": event_id, "status": "accepted"}, status=202)

@@ -1,0 +1,68 @@
+"""Prometheus metrics of a worker: one object, built against its own registry with a prefix.
+
+The core never imports this; the runtime calls the hooks. Buckets are explicit so dashboards
+built on them do not change meaning between versions.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+_STEP_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2)
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
+class Metrics:
+    """Every metric of CONTRACT §6, prefixed ``microseg_``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter("microseg_events_processed_total", "Input events folded into DNA, by type.", ["type"], registry=r)
+        self.rejected = Counter("microseg_events_rejected_total", "Input records sent to the dead-letter topic, by reason.", ["reason"], registry=r)
+        self.duplicates = Counter("microseg_events_duplicate_total", "Input events recognised as already applied.", registry=r)
+        self.state_errors = Counter("microseg_state_errors_total", "Stored customer states that could not be read.", registry=r)
+        self.processing_seconds = Histogram(
+            "microseg_processing_seconds", "Core time per event (fold, rules, diff, decision).", buckets=_STEP_BUCKETS, registry=r
+        )
+        self.batch_seconds = Histogram(
+            "microseg_batch_seconds", "Wall time per input batch, delivery and flush included.", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.produce_to_output_seconds = Histogram(
+            "microseg_produce_to_output_seconds",
+            "From an input record's produce time to its segment changes being delivered.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.event_time_lag_seconds = Histogram(
+            "microseg_event_time_to_output_seconds",
+            "From an event's own time (ts) to its segment changes being delivered.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.population = Gauge("microseg_segment_population", "Customers currently in each segment (this worker's partitions).", ["segment"], registry=r)
+        self.transitions = Counter("microseg_segment_transitions_total", "Segment entries and exits, by cause kind.", ["segment", "direction", "cause"], registry=r)
+        self.messages = Counter("microseg_messages_decided_total", "Next-best-message decisions sent.", ["message", "channel"], registry=r)
+        self.suppressed = Counter("microseg_messages_suppressed_total", "Decisions held back, by reason.", ["message", "reason"], registry=r)
+        self.rules_version = Gauge("microseg_rules_version_info", "The rule set in force (value 1).", ["version"], registry=r)
+        self.rule_errors = Counter("microseg_rule_errors_total", "Published rule sets refused because they did not compile.", registry=r)
+        self.consumer_lag = Gauge("microseg_consumer_lag", "Input records not yet processed, by partition.", ["partition"], registry=r)
+        self.partitions = Gauge("microseg_partitions_assigned", "Input partitions this worker owns.", registry=r)
+        self.customers = Gauge("microseg_customers", "Customers stored in this worker's partitions.", registry=r)
+        self.wakeups_pending = Gauge("microseg_wakeups_pending", "Customers with a pending time-based wake-up.", registry=r)
+
+    def count_outputs(self, changes: list[dict], messages: list[dict], suppressed: list[dict]) -> None:
+        for change in changes:
+            segment = change["segment"]
+            if segment == "micro":
+                continue
+            cause = change["cause"]
+            kind = "tick" if cause == "tick" else "rules" if cause.startswith("rules:") else "event"
+            self.transitions.labels(segment=segment, direction=change["change"], cause=kind).inc()
+            self.population.labels(segment=segment).inc(1 if change["change"] == "entered" else -1)
+        for message in messages:
+            self.messages.labels(message=message["message"], channel=message["channel"]).inc()
+        for held in suppressed:
+            self.suppressed.labels(message=held["message"], reason=held["reason"]).inc()

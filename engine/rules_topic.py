@@ -1,0 +1,88 @@
+"""Publishing rule sets to running workers through a one-partition, compacted topic.
+
+``rules publish`` sends the rule files' contents (not paths) with their version; every worker
+reads the topic from the start, keeps the newest record, compiles it and swaps it in. A record
+that does not compile is refused with its problems logged and counted; the worker keeps the rules
+it had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from microseg.segments.language.errors import RuleError
+from microseg.segments.rulefiles import compile_rule_texts, load_rules
+
+from microseg.engine.settings import Settings
+
+__all__ = ["publish_rules", "watch_rules", "rule_files"]
+
+log = logging.getLogger(__name__)
+_KEY = b"rules"
+
+
+def rule_files(directory: Path) -> dict[str, str]:
+    return {path.name: path.read_text(encoding="utf-8") for path in sorted(directory.iterdir()) if path.suffix in (".yaml", ".yml")}
+
+
+def publish_rules(settings: Settings, bootstrap: str, directory: Path) -> str:
+    """Validate, then publish; returns the version. Raises ``RuleError`` on invalid files."""
+    from kafka import KafkaProducer
+
+    ruleset = load_rules(directory)
+    payload = orjson.dumps({"version": ruleset.version, "files": rule_files(directory)})
+    producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", **settings.kafka_python_kwargs())
+    try:
+        producer.send(settings.rules_topic, key=_KEY, value=payload).get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+    return ruleset.version
+
+
+async def watch_rules(settings: Settings, bootstrap: str, runtime: Any) -> None:
+    """Apply every rule set published to the rules topic, newest last, for as long as the worker runs."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        client_id="microseg-rules",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **settings.aiokafka_kwargs(),
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(settings.rules_topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            records = batch.get(tp, [])
+            if records:
+                await _apply(records[-1].value, runtime)
+    except asyncio.CancelledError:
+        raise
+    finally:
+        await consumer.stop()
+
+
+async def _apply(value: bytes, runtime: Any) -> None:
+    try:
+        payload = orjson.loads(value)
+        ruleset = compile_rule_texts(payload["files"], base="published")
+    except RuleError as exc:
+        runtime.metrics.rule_errors.inc()
+        for problem in exc.problems:
+            log.error("published rules refused: %s", problem)
+        return
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        runtime.metrics.rule_errors.inc()
+        log.error("published rules record is malformed (%s); keeping rules %s", exc, runtime.ruleset.version)
+        return
+    swept = await runtime.apply_rules(ruleset)
+    log.info("rules %s in force (%d customers re-evaluated)", ruleset.version, swept)
