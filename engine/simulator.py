@@ -322,7 +322,7 @@ class _Life:
                 yield ts, ev
                 if kind == "erasure_requested":
                     return
-            if day >= stop:
+            if day >= stop or (day >= self.quiet_at and not pend and not any(self.consent.values())):
                 return
             if day <= self.erase_at < day + DAY:
                 self.emit(int(self.erase_at), "erasure_requested", "web", None, {})
