@@ -1,13 +1,16 @@
-"""The Faust app: group membership, the input agent, clock ticks, the rules watcher and the web endpoints.
+"""The Faust app: the worker's process shell — lifecycle, the input consumer task, clock ticks,
+the rules watcher and the web endpoints.
 
-Everything here is wiring. The agent takes batches of input events and hands them to
-``Runtime.handle``; Faust acknowledges them only after ``handle`` returns, when outputs and state
-are durable, so committed offsets never run ahead of what was stored (at-least-once).
+Everything here is wiring. The input topic is consumed by ``engine.consumer`` (a batch consumer
+in the worker group: see docs/runtime-notes.md for why not a Faust agent) and handed to
+``Runtime``; nothing here keeps state of its own.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,6 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from microseg.engine.processor import Record
 from microseg.engine.runtime import Runtime
 from microseg.engine.settings import Settings
 
@@ -40,9 +42,13 @@ def _credentials(settings: Settings) -> Any:
 
 
 def build_app(settings: Settings, bootstrap: str, runtime: Runtime) -> faust.App:
-    """A Faust app bound to ``runtime``; nothing here keeps state of its own."""
+    """A Faust app bound to ``runtime``; nothing here keeps state of its own.
+
+    The app's own consumer group is private to this process, so that every worker reads the
+    whole rules topic (the newest record is the rule set in force).
+    """
     app = faust.App(
-        settings.group_id,
+        f"{settings.group_id}-shell-{socket.gethostname()}-{os.getpid()}",
         broker=[f"kafka://{server}" for server in bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         store="memory://",
@@ -66,24 +72,11 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime) -> faust.App
         web_host=settings.web_host,
         web_in_thread=False,
     )
-    events_topic = app.topic(settings.input_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    @app.task
+    async def _consume() -> None:
+        from microseg.engine.consumer import consume_forever
 
-    @app.agent(events_topic, name="segment")
-    async def segment(stream: Any) -> None:
-        async for events in stream.take_events(settings.max_batch, within=settings.batch_within_s):
-            records = [
-                Record(e.message.partition, e.message.offset, e.message.key, e.message.value, int(e.message.timestamp * 1000))
-                for e in events
-            ]
-            await runtime.handle(records)
-
-    @app.on_partitions_assigned.connect
-    async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        await runtime.on_assigned(tp.partition for tp in assigned if tp.topic == settings.input_topic)
-
-    @app.on_partitions_revoked.connect
-    async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        await runtime.on_revoked([tp.partition for tp in revoked if tp.topic == settings.input_topic])
+        await consume_forever(settings, bootstrap, runtime)
 
     if settings.ticks:
 
@@ -93,20 +86,22 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime) -> faust.App
 
     @app.timer(interval=5.0, on_leader=False)
     async def _lag() -> None:
-        consumer = app.consumer
         for partition, position in list(runtime.positions.items()):
             try:
-                highwater = consumer.highwater(faust.types.TP(settings.input_topic, partition))
+                highwater = runtime.highwater(partition)
             except Exception:  # noqa: BLE001 - a partition being handed over has no highwater
                 continue
             if highwater is not None:
                 runtime.metrics.consumer_lag.labels(partition=str(partition)).set(max(highwater - position, 0))
 
-    @app.task
-    async def _rules() -> None:
-        from microseg.engine.rules_topic import watch_rules
+    rules_topic = app.topic(settings.rules_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-        await watch_rules(settings, bootstrap, runtime)
+    @app.agent(rules_topic, name="rules")
+    async def _rules(stream: Any) -> None:
+        from microseg.engine.rules_topic import apply_published
+
+        async for value in stream:
+            await apply_published(value, runtime)
 
     _add_pages(app, settings, runtime)
     return app

@@ -95,6 +95,7 @@ def replay_command(
     model: Annotated[Optional[Path], typer.Option("--model", help="Predictive model file (default: the packaged one).")] = None,
     no_model: Annotated[bool, typer.Option("--no-model", help="Leave the predictive fields null.")] = False,
     json_summary: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    now: Annotated[Optional[str], typer.Option("--now", help="Processing clock for the future-time check (default: the wall clock).")] = None,
 ) -> None:
     """Run the segmentation core over a file, offline and deterministically."""
     import orjson
@@ -114,7 +115,15 @@ def replay_command(
     try:
         if bar is not None:
             bar.start()
-        stats, states = replay(read_lines(str(events)), core, JsonlSink(out_handle, dlq_handle), until=until_t, source=str(events), on_line=advance)
+        stats, states = replay(
+            read_lines(str(events)),
+            core,
+            JsonlSink(out_handle, dlq_handle),
+            until=until_t,
+            source=str(events),
+            on_line=advance,
+            now=_parse_instant(now, "--now") if now else None,
+        )
     finally:
         if bar is not None:
             bar.stop()

@@ -144,15 +144,15 @@ class BatchProcessor:
         if writes:
             self.store.put_many(partition, writes)
 
-    def process(self, records: Sequence[Record]) -> Outputs:
-        """Step every record of the batch; returns the outputs to deliver before flushing state."""
+    def process(self, records: Sequence[Record], now: float) -> Outputs:
+        """Step every record of the batch (``now``: the wall clock); returns the outputs to deliver before flushing state."""
         out = Outputs()
         by_partition: dict[int, list[tuple[Record, Any]]] = {}
         metrics = self.metrics
         for record in records:
             newest = self.newest.get(record.partition)
             try:
-                event = decode_event(record.value, newest_t=newest, key=record.key)
+                event = decode_event(record.value, reference_t=now if newest is None or newest < now else newest, key=record.key)
             except InvalidEvent as exc:
                 reason = str(exc)
                 out.dead_letters.append(dead_letter(reason, record.value, topic=self.input_topic, partition=record.partition, offset=record.offset))

@@ -8,6 +8,7 @@ event so that exits by time alone fire.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -74,24 +75,29 @@ def replay(
     until: float | None = None,
     source: str = "file",
     on_line: Callable[[int], None] | None = None,
+    now: float | None = None,
 ) -> tuple[ReplayStats, dict[str, CustomerState]]:
-    """Run ``core`` over raw JSON lines in order; returns the statistics and the final states."""
+    """Run ``core`` over raw JSON lines in order; returns the statistics and the final states.
+
+    ``now`` is the processing clock for the future-time check (default: the wall clock at start),
+    exactly as the worker applies it.
+    """
     states = {} if states is None else states
     stats = ReplayStats()
-    newest: float | None = None
+    newest: float = time.time() if now is None else now
     for number, raw in enumerate(lines, start=1):
         stats.lines += 1
         if on_line is not None:
             on_line(len(raw) + 1)
         try:
-            event = decode_event(raw, newest_t=newest)
+            event = decode_event(raw, reference_t=newest)
         except InvalidEvent as exc:
             stats.rejected += 1
             stats.rejected_reasons[str(exc).split(":")[0]] += 1
             sink.dead_letter(dead_letter(str(exc), raw, topic=source, partition=None, offset=number))
             continue
         stats.events += 1
-        if newest is None or event.t > newest:
+        if event.t > newest:
             newest = event.t
         result = core.on_event(states.get(event.customer_id), event)
         if result.duplicate:

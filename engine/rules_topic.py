@@ -8,7 +8,6 @@ it had.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from microseg.segments.rulefiles import compile_rule_texts, load_rules
 
 from microseg.engine.settings import Settings
 
-__all__ = ["publish_rules", "watch_rules", "rule_files"]
+__all__ = ["publish_rules", "apply_published", "rule_files"]
 
 log = logging.getLogger(__name__)
 _KEY = b"rules"
@@ -44,34 +43,8 @@ def publish_rules(settings: Settings, bootstrap: str, directory: Path) -> str:
     return ruleset.version
 
 
-async def watch_rules(settings: Settings, bootstrap: str, runtime: Any) -> None:
-    """Apply every rule set published to the rules topic, newest last, for as long as the worker runs."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap.split(","),
-        client_id="microseg-rules",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **settings.aiokafka_kwargs(),
-    )
-    await consumer.start()
-    try:
-        tp = TopicPartition(settings.rules_topic, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        while True:
-            batch = await consumer.getmany(tp, timeout_ms=1000)
-            records = batch.get(tp, [])
-            if records:
-                await _apply(records[-1].value, runtime)
-    except asyncio.CancelledError:
-        raise
-    finally:
-        await consumer.stop()
-
-
-async def _apply(value: bytes, runtime: Any) -> None:
+async def apply_published(value: bytes, runtime: Any) -> None:
+    """Compile a published record and swap it in; a bad one is refused and counted."""
     try:
         payload = orjson.loads(value)
         ruleset = compile_rule_texts(payload["files"], base="published")

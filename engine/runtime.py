@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -60,6 +60,7 @@ class Runtime:
         self.populations: dict[int, Counter[str]] = {}
         self.started = time.time()
         self.batches = 0
+        self.highwater: Callable[[int], int | None] = lambda partition: None
         self._partitioner = DefaultPartitioner()
         self.metrics.rules_version.labels(version=ruleset.version).set(1)
 
@@ -142,18 +143,30 @@ class Runtime:
 
     # -- the hot path -------------------------------------------------------------------
 
-    async def handle(self, records: Sequence[Record]) -> Outputs:
-        """Process one input batch; returns once outputs and state are durable."""
+    async def prepare(self, partitions: Iterable[int]) -> None:
+        """Recover newly assigned partitions from their changelog before their records are processed."""
+        await self.start()
+        async with self.lock:
+            for partition in partitions:
+                if partition in self.assigned:
+                    await self._ensure_ready(partition)
+
+    async def handle(self, records: Sequence[Record], commit: Callable[[dict[int, int]], Awaitable[None]] | None = None) -> Outputs:
+        """Process one input batch; outputs and state are durable, then ``commit`` gets the next offsets."""
         started = time.perf_counter()
         await self.start()
         async with self.lock:
             for partition in {r.partition for r in records}:
                 await self._ensure_ready(partition)
-            out = self.processor.process(records)
+            out = self.processor.process(records, self.clock())
             await self._deliver(out)
+            offsets: dict[int, int] = {}
             for record in records:
-                if record.offset >= self.positions.get(record.partition, -1):
-                    self.positions[record.partition] = record.offset + 1
+                if record.offset >= offsets.get(record.partition, -1):
+                    offsets[record.partition] = record.offset + 1
+            if commit is not None:
+                await commit(offsets)
+            self.positions.update(offsets)
             self.batches += 1
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return out

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     max_batch: int = Field(5_000, ge=1, le=100_000, description="most input records per batch")
     batch_within_s: float = Field(0.05, gt=0, description="longest wait to fill a batch")
     session_timeout_s: float = Field(10.0, ge=6, description="consumer group session timeout")
+    idempotent_producer: bool = Field(False, description="enable for real Kafka; the embedded broker (Tansu) refuses it")
     commit_interval_s: float = Field(1.0, gt=0, description="how often processed input offsets are committed")
     model_path: Path | None = None
     fix_end_offsets: bool | None = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def run_worker(settings: Settings) -> None:
     from microseg.engine.runtime import Runtime
     from microseg.engine.store import RocksChangelogStore
 
-    quiet_loggers()
+    quiet_loggers(logging.DEBUG if os.environ.get("MICROSEG_DEBUG") else logging.INFO)
     ruleset = load_ruleset(settings)
     model = load_predictive_model(settings)
     try:
@@ -65,7 +66,7 @@ def run_worker(settings: Settings) -> None:
             bootstrap=endpoint.bootstrap,
             changelog_topic=settings.changelog_topic,
             client_kwargs=settings.aiokafka_kwargs(),
-            idempotent_producer=not endpoint.embedded,
+            idempotent_producer=settings.idempotent_producer,
         )
         runtime = Runtime(settings, store, ruleset, model)
         app = build_app(settings, endpoint.bootstrap, runtime)

@@ -273,8 +273,12 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def decode_event(raw: bytes, *, newest_t: float | None = None, key: bytes | None = None) -> Event:
-    """Validate one raw record; ``newest_t`` (newest good event time seen) bounds future times.
+def decode_event(raw: bytes, *, reference_t: float | None = None, key: bytes | None = None) -> Event:
+    """Validate one raw record; events more than a day after ``reference_t`` are refused.
+
+    ``reference_t`` is the processing clock: the later of the wall clock and the newest good event
+    seen. The newest event alone would not do: a quiet day in a partition would then make every
+    later event look like it came from the future, for ever.
 
     ``key``, when given, must equal the customer_id (the Kafka message key).
     """
@@ -284,28 +288,28 @@ def decode_event(raw: bytes, *, newest_t: float | None = None, key: bytes | None
         except ValidationError:
             pass
         else:
-            return _checked(model.event_id, model.customer_id, model.type, model.ts, model.channel, model.device, model.props, newest_t, key)
-    return _decode_slowly(raw, newest_t=newest_t, key=key)
+            return _checked(model.event_id, model.customer_id, model.type, model.ts, model.channel, model.device, model.props, reference_t, key)
+    return _decode_slowly(raw, reference_t=reference_t, key=key)
 
 
 def _checked(
     event_id: str, customer_id: str, kind: str, ts: datetime, channel: str | None, device: str | None, props: Any,
-    newest_t: float | None, key: bytes | None,
+    reference_t: float | None, key: bytes | None,
 ) -> Event:
     t = ts.timestamp()
     if not (_MIN_TS <= t < _MAX_TS):
         raise InvalidEvent(f"ts {ts.isoformat()!r} is outside 1990..2100")
-    if newest_t is not None and t > newest_t + FUTURE_TOLERANCE_S:
+    if reference_t is not None and t > reference_t + FUTURE_TOLERANCE_S:
         raise InvalidEvent(
-            f"ts {ts.isoformat()!r} is more than 1 day after the newest event seen "
-            f"({datetime.fromtimestamp(newest_t, timezone.utc).isoformat()})"
+            f"ts {ts.isoformat()!r} is more than 1 day in the future "
+            f"(processing clock {datetime.fromtimestamp(reference_t, timezone.utc).isoformat()})"
         )
     if key is not None and key != customer_id.encode():
         raise InvalidEvent(f"message key {key[:130]!r} does not match customer_id {customer_id!r}")
     return Event(event_id, customer_id, kind, t, channel, device, props)
 
 
-def _decode_slowly(raw: bytes, *, newest_t: float | None, key: bytes | None) -> Event:
+def _decode_slowly(raw: bytes, *, reference_t: float | None, key: bytes | None) -> Event:
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"record is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
     try:
@@ -331,5 +335,5 @@ def _decode_slowly(raw: bytes, *, newest_t: float | None, key: bytes | None) -> 
     except ValueError as exc:
         raise InvalidEvent(f"props: {exc}") from None
     return _checked(
-        envelope.event_id, envelope.customer_id, envelope.type, envelope.ts, envelope.channel, envelope.device, typed_props, newest_t, key
+        envelope.event_id, envelope.customer_id, envelope.type, envelope.ts, envelope.channel, envelope.device, typed_props, reference_t, key
     )
