@@ -70,7 +70,10 @@ class Core:
         ctx = DnaView(dna, t, self.model)
         segments = evaluate_segments(ruleset, ctx, previous=state.segments, dirty=dirty, readers=self._segment_readers)
         code = dna_code(ruleset, ctx, previous=state.code, dirty=dirty, readers=self._dimension_readers)
-        changes = diff(customer_id, state.segments, segments, state.code, code, t=t, cause=cause, rules_version=ruleset.version)
+        if segments is state.segments and code == state.code:
+            changes: list[dict[str, Any]] = []
+        else:
+            changes = diff(customer_id, state.segments, segments, state.code, code, t=t, cause=cause, rules_version=ruleset.version)
         sends, last_sent = state.sends, state.last_sent
         messages: list[dict[str, Any]] = []
         suppressed: list[dict[str, Any]] = []
@@ -122,6 +125,10 @@ class Core:
             result = StepResult(CustomerState(Dna()))
             previous = result.state
             dna = fold(None, event)
+        elif state.rules_version == self.ruleset.version and (state.wake is None or state.wake >= event.t):
+            result = StepResult(state)
+            previous = state
+            dna = fold(state.dna, event)
         else:
             result = self.advance(customer_id, state, event.t, inclusive=False)
             previous = result.state

@@ -223,3 +223,17 @@ def test_quiet_hours_can_suppress_instead_of_defer() -> None:
     j.until("2026-03-01T00:00:00Z")
     assert j.messages == []
     assert [s["reason"] for s in j.suppressed] == ["quiet"]
+
+
+def test_next_wake_is_the_earliest_pending_instant(journeys: list[bytes], starter_core: Core) -> None:
+    from microseg.segments.timeline import _instants, next_wake
+
+    _, states = replay(journeys, starter_core, ListSink())
+    dep = starter_core.dependence
+    checked = 0
+    for state in states.values():
+        for now in (state.evaluated_at, state.evaluated_at + 3 * 86_400, state.evaluated_at + 45 * 86_400):
+            found = _instants(dep, state.dna, now, True)
+            assert next_wake(dep, state.dna, now, has_model=True) == (min(at for at, _ in found) if found else None)
+            checked += 1
+    assert checked > 100
