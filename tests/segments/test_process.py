@@ -237,3 +237,38 @@ def test_next_wake_is_the_earliest_pending_instant(journeys: list[bytes], starte
             assert next_wake(dep, state.dna, now, has_model=True) == (min(at for at, _ in found) if found else None)
             checked += 1
     assert checked > 100
+
+
+def test_predictive_rules_work_in_replay() -> None:
+    rules = """
+version: 1
+segments:
+  - id: valuable_but_fading
+    description: probably gone, but worth winning back
+    when: p_alive < 0.3 and clv_12m > 200
+  - id: scored
+    description: has a model score
+    when: p_alive is not null
+"""
+    j = Journey(rules, load_default_model())
+    for day, amount in enumerate([400.0, 350.0, 500.0, 450.0, 420.0, 380.0]):
+        j.send("c1", "purchase", f"2026-01-{1 + 3 * day:02d}T10:00:00Z", order_id=f"o{day}", amount=amount)
+    assert j.segments("c1") == ("scored",)
+    view = j.core.view(j.states["c1"].dna, parse_ts("2026-01-16T10:00:00Z"))
+    assert 0.9 < view["p_alive"] <= 1.0 and view["clv_12m"] > 200
+    assert abs(view["churn_risk"] - (1 - view["p_alive"])) < 1e-12
+    j.until("2026-12-31T00:00:00Z")
+    moves = j.moves("c1", "valuable_but_fading")
+    assert moves and moves[0][0] == "entered" and moves[0][2] == "tick", "entered by time alone"
+    entered = moves[0][1]
+    assert "2026-01-17" < entered < "2026-12-31"
+    late = j.core.view(j.states["c1"].dna, parse_ts(entered))
+    assert late["p_alive"] < 0.3
+
+
+def test_without_a_model_predictive_fields_are_null_and_rules_still_load() -> None:
+    j = Journey("version: 1\nsegments:\n  - id: fading\n    description: x\n    when: p_alive < 0.3\n")
+    j.send("c1", "purchase", "2026-01-01T10:00:00Z", order_id="o", amount=10.0)
+    assert j.core.view(j.states["c1"].dna, parse_ts("2026-06-01T00:00:00Z"))["p_alive"] is None
+    j.until("2027-01-01T00:00:00Z")
+    assert j.segments("c1") == ()
