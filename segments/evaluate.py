@@ -12,7 +12,7 @@ from typing import Any
 
 from microseg.segments.ruleset import CasesDimension, CutsDimension, Dimension, Expr, RuleSet
 
-__all__ = ["evaluate_segments", "dna_code", "dimension_label", "expr_reads", "dimension_reads", "readers_index", "NA", "CODE_SEPARATOR"]
+__all__ = ["evaluate_segments", "dna_code", "dimension_label", "expr_reads", "dimension_reads", "ReaderIndex", "NA", "CODE_SEPARATOR"]
 
 NA = "na"
 CODE_SEPARATOR = "|"
@@ -29,13 +29,31 @@ def dimension_reads(dimension: Dimension) -> frozenset[str]:
     return expr_reads(dimension.of)
 
 
-def readers_index(reads: tuple[frozenset[str], ...]) -> dict[str, tuple[int, ...]]:
-    """DNA name -> positions of the rules reading it."""
-    index: dict[str, list[int]] = {}
-    for position, names in enumerate(reads):
-        for name in names:
-            index.setdefault(name, []).append(position)
-    return {name: tuple(positions) for name, positions in index.items()}
+class ReaderIndex:
+    """Which rules read which DNA names, with the answer per set of changed names remembered
+    (events of one type change the same few sets of names over and over)."""
+
+    __slots__ = ("_readers", "_cache")
+
+    def __init__(self, reads: tuple[frozenset[str], ...]) -> None:
+        index: dict[str, list[int]] = {}
+        for position, names in enumerate(reads):
+            for name in names:
+                index.setdefault(name, []).append(position)
+        self._readers = {name: tuple(positions) for name, positions in index.items()}
+        self._cache: dict[frozenset[str], tuple[int, ...]] = {}
+
+    def stale(self, dirty: frozenset[str]) -> tuple[int, ...]:
+        """Positions of the rules reading any of ``dirty``, in order."""
+        found = self._cache.get(dirty)
+        if found is None:
+            positions: set[int] = set()
+            for name in dirty:
+                positions.update(self._readers.get(name, ()))
+            found = tuple(sorted(positions))
+            if len(self._cache) < 4096:
+                self._cache[dirty] = found
+        return found
 
 
 def evaluate_segments(
@@ -44,7 +62,7 @@ def evaluate_segments(
     *,
     previous: tuple[str, ...] = (),
     dirty: frozenset[str] | None = None,
-    readers: Mapping[str, tuple[int, ...]] | None = None,
+    readers: ReaderIndex | None = None,
 ) -> tuple[str, ...]:
     """Ids of the segments whose rule is true, in rule-file order.
 
@@ -54,11 +72,7 @@ def evaluate_segments(
     segments = ruleset.segments
     if dirty is None or readers is None:
         return tuple(segment.id for segment in segments if segment.when.fn(ctx) is True)
-    stale: set[int] = set()
-    for name in dirty:
-        found = readers.get(name)
-        if found:
-            stale.update(found)
+    stale = readers.stale(dirty)
     if not stale:
         return previous
     members = set(previous)
@@ -111,7 +125,7 @@ def dna_code(
     *,
     previous: str | None = None,
     dirty: frozenset[str] | None = None,
-    readers: Mapping[str, tuple[int, ...]] | None = None,
+    readers: ReaderIndex | None = None,
 ) -> str | None:
     """The micro-segment cell of a DNA, or None when the rule set defines no dimensions."""
     dimensions = ruleset.dimensions
@@ -120,11 +134,7 @@ def dna_code(
     labels = previous.split(CODE_SEPARATOR) if dirty is not None and readers is not None and previous is not None else None
     if labels is None or len(labels) != len(dimensions):
         return CODE_SEPARATOR.join(dimension_label(d, ctx) for d in dimensions)
-    stale: set[int] = set()
-    for name in dirty or ():
-        found = readers.get(name) if readers else None
-        if found:
-            stale.update(found)
+    stale = readers.stale(dirty) if dirty is not None and readers is not None else ()
     if not stale:
         return previous
     for position in stale:

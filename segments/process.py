@@ -17,7 +17,7 @@ from microseg.schemas.events import Event
 from microseg.segments.changes import diff
 from microseg.segments.decide import decide
 from microseg.segments.dna import Dna, fold, is_duplicate, touched
-from microseg.segments.evaluate import dimension_reads, dna_code, evaluate_segments, expr_reads, readers_index
+from microseg.segments.evaluate import dimension_reads, dna_code, evaluate_segments, expr_reads, ReaderIndex
 from microseg.segments.predictive import PredictiveModel
 from microseg.segments.ruleset import RuleSet
 from microseg.segments.state import CustomerState
@@ -56,8 +56,8 @@ class Core:
         self.model = model
         self.dependence = time_dependence(ruleset)
         self.incremental = incremental
-        self._segment_readers = readers_index(tuple(expr_reads(s.when) for s in ruleset.segments))
-        self._dimension_readers = readers_index(tuple(dimension_reads(d) for d in ruleset.dimensions))
+        self._segment_readers = ReaderIndex(tuple(expr_reads(s.when) for s in ruleset.segments))
+        self._dimension_readers = ReaderIndex(tuple(dimension_reads(d) for d in ruleset.dimensions))
 
     def view(self, dna: Dna, now: float) -> DnaView:
         return DnaView(dna, now, self.model)
