@@ -300,6 +300,23 @@ def worker_command(
     run_worker(settings)
 
 
+@app.command("demo")
+def demo_command(
+    customers: Annotated[int, typer.Option("--customers", "-n", min=1, help="Simulated customers.")] = 300,
+    rate: Annotated[float, typer.Option("--rate", min=0.1, help="Events per second once the history is sent.")] = 200.0,
+    duration: Annotated[Optional[float], typer.Option("--duration", min=0, help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Simulator seed.")] = 7,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", file_okay=False, help="Keep the worker's state and log here (default: a temporary directory, removed at exit).")] = None,
+    broker: BrokerOpt = None,
+    plain: Annotated[bool, typer.Option("--plain", help="Plain lines even on a terminal (automatic when piped).")] = False,
+) -> None:
+    """Embedded broker + worker + simulated customers: live segment moves and messages; Ctrl-C stops it all (exit 0)."""
+    from microseg.engine.demo import DemoOptions, run_demo
+
+    settings = _settings(broker=broker)
+    raise typer.Exit(run_demo(settings, DemoOptions(customers=customers, rate=rate, duration=duration, seed=seed, data_dir=data_dir, plain=plain)))
+
+
 @app.command("produce")
 def produce_command(
     events: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Events, one JSON object per line.")],
