@@ -384,5 +384,39 @@ def explain_command(
         _fail(f"no worker answers at {base} ({exc.reason}); start one with 'microseg worker'")
 
 
+@app.command("bench")
+def bench_command(
+    events: Annotated[int, typer.Option("--events", min=1, help="Input events pre-loaded for the throughput run.")] = 200_000,
+    customers: Annotated[int, typer.Option("--customers", min=1, help="Simulated customers.")] = 20_000,
+    rules: Annotated[Optional[Path], typer.Option("--rules", file_okay=False, help="Rules directory (default: the starter rules).")] = None,
+    partitions: Annotated[int, typer.Option("--partitions", min=1, help="Partitions of the bench topics.")] = 4,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    peer: Annotated[bool, typer.Option("--peer", help="Also run the same core hosted in quix-streams (extra [bench]).")] = False,
+    scale: Annotated[bool, typer.Option("--scale", help="Run the growth series (customers 10k-1M, segments to 250) into --out.")] = False,
+    out: Annotated[Path, typer.Option("--out", file_okay=False, help="Where --scale writes scale.md, scale.json, scale.png.")] = Path("bench-out"),
+    latency_rate: Annotated[float, typer.Option("--latency-rate", min=0, help="Offered load of the latency phase (events/s; 0 = skip).")] = 5_000.0,
+    latency_seconds: Annotated[float, typer.Option("--latency-seconds", min=0, help="Length of the latency phase.")] = 10.0,
+    profile: Annotated[Optional[Path], typer.Option("--profile", dir_okay=False, help="py-spy the worker during the throughput run (collapsed stacks).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Simulator seed.")] = 7,
+) -> None:
+    """Measure one worker end to end (and its ceilings) on the configured or an embedded broker."""
+    import orjson
+
+    from microseg.engine.bench import BenchConfig, print_table, run_bench, run_scale
+
+    cfg = BenchConfig(events=events, customers=customers, rules_dir=rules, partitions=partitions, latency_rate=latency_rate,
+                      latency_seconds=latency_seconds, peer=peer, seed=seed, profile=profile, progress=not json_out)
+    settings = _settings()
+    if scale:
+        report = run_scale(cfg, out, settings)
+        typer.echo(orjson.dumps(report).decode() if json_out else (out / "scale.md").read_text())
+        return
+    result = run_bench(cfg, settings)
+    if json_out:
+        typer.echo(orjson.dumps(result).decode())
+    else:
+        print_table(result)
+
+
 def main() -> None:
     app()
