@@ -8,6 +8,8 @@ in the worker group: see docs/runtime-notes.md for why not a Faust agent) and ha
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -19,6 +21,7 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from microseg.engine.consumer import consume_forever
 from microseg.engine.runtime import Runtime
 from microseg.engine.settings import Settings
 
@@ -41,13 +44,41 @@ def _credentials(settings: Settings) -> Any:
     return faust.SSLCredentials(context)
 
 
+class ShellApp(faust.App):
+    """Starts the input consumer as the app starts, not after the app's own group join (Faust's
+    ``@app.task`` timing), so the two joins overlap and a worker is ready seconds sooner."""
+
+    input_consumer: Any = None
+    _input_task: asyncio.Task[None] | None = None
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        if self.input_consumer is not None:
+            self._input_task = asyncio.ensure_future(self._run_input())
+
+    async def _run_input(self) -> None:
+        try:
+            await self.input_consumer()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            await self.crash(exc)
+
+    async def on_stop(self) -> None:
+        if self._input_task is not None:
+            self._input_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._input_task
+        await super().on_stop()
+
+
 def build_app(settings: Settings, bootstrap: str, runtime: Runtime) -> faust.App:
     """A Faust app bound to ``runtime``; nothing here keeps state of its own.
 
     The app's own consumer group is private to this process, so that every worker reads the
     whole rules topic (the newest record is the rule set in force).
     """
-    app = faust.App(
+    app = ShellApp(
         f"{settings.group_id}-shell-{socket.gethostname()}-{os.getpid()}",
         broker=[f"kafka://{server}" for server in bootstrap.split(",")],
         broker_credentials=_credentials(settings),
@@ -72,11 +103,7 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime) -> faust.App
         web_host=settings.web_host,
         web_in_thread=False,
     )
-    @app.task
-    async def _consume() -> None:
-        from microseg.engine.consumer import consume_forever
-
-        await consume_forever(settings, bootstrap, runtime)
+    app.input_consumer = lambda: consume_forever(settings, bootstrap, runtime)  # type: ignore[attr-defined]
 
     if settings.ticks:
 
@@ -100,8 +127,8 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime) -> faust.App
     async def _rules(stream: Any) -> None:
         from microseg.engine.rules_topic import apply_published
 
-        async for value in stream:
-            await apply_published(value, runtime)
+        async for values in stream.take(1000, within=1.0):
+            await apply_published(values[-1], runtime)
 
     _add_pages(app, settings, runtime)
     return app

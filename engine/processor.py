@@ -107,6 +107,7 @@ class BatchProcessor:
         self.input_topic = input_topic
         self.wakes = WakeIndex()
         self.newest: dict[int, float] = {}
+        self.customers: dict[int, int] = {}
 
     def index_partition(self, partition: int, items: Iterable[tuple[str, bytes]]) -> int:
         """Rebuild the wake index of a recovered partition from its stored states."""
@@ -122,7 +123,8 @@ class BatchProcessor:
             self.wakes.set(partition, customer_id, state.wake)
             if state.dna.last_seen > self.newest.get(partition, 0.0):
                 self.newest[partition] = state.dna.last_seen
-            count += 1
+            count += not state.erased
+        self.customers[partition] = count
         return count
 
     def _load(self, partition: int, customer_ids: Iterable[str]) -> dict[str, CustomerState | None]:
@@ -135,14 +137,20 @@ class BatchProcessor:
                 log.error("stored state of customer %r is unreadable (%s); starting it afresh", customer_id, exc)
         return states
 
-    def _stage(self, partition: int, states: dict[str, CustomerState | None], touched: set[str]) -> None:
+    def _stage(self, partition: int, states: dict[str, CustomerState | None], touched: set[str], known: set[str]) -> None:
         writes: dict[str, bytes | None] = {}
+        joined = 0
         for customer_id in touched:
             state = states.get(customer_id)
+            if customer_id not in known and state is not None and not state.erased:
+                joined += 1
+            elif customer_id in known and state is not None and state.erased:
+                joined -= 1
             writes[customer_id] = None if state is None else encode(state)
             self.wakes.set(partition, customer_id, None if state is None else state.wake)
         if writes:
             self.store.put_many(partition, writes)
+        self.customers[partition] = self.customers.get(partition, 0) + joined
 
     def process(self, records: Sequence[Record], now: float) -> Outputs:
         """Step every record of the batch (``now``: the wall clock); returns the outputs to deliver before flushing state."""
@@ -163,14 +171,25 @@ class BatchProcessor:
             by_partition.setdefault(record.partition, []).append((record, event))
         for partition, items in by_partition.items():
             states = self._load(partition, {event.customer_id for _, event in items})
+            known = {c for c, state in states.items() if state is not None and not state.erased}
             touched: set[str] = set()
             for record, event in items:
                 started = time.perf_counter()
-                result = self.core.on_event(states.get(event.customer_id), event, offset=record.offset)
+                try:
+                    result = self.core.on_event(states.get(event.customer_id), event, offset=record.offset)
+                except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
+                    log.exception("event %s of customer %s could not be processed", event.event_id, event.customer_id)
+                    reason = f"internal error while processing: {type(exc).__name__}: {exc}"
+                    out.dead_letters.append(dead_letter(reason, record.value, topic=self.input_topic, partition=record.partition, offset=record.offset))
+                    metrics.rejected.labels(reason="internal error").inc()
+                    continue
                 metrics.processing_seconds.observe(time.perf_counter() - started)
                 metrics.events.labels(type=event.type).inc()
                 if result.duplicate:
                     metrics.duplicates.inc()
+                    continue
+                if result.ignored:
+                    metrics.after_erasure.inc()
                     continue
                 states[event.customer_id] = result.state
                 touched.add(event.customer_id)
@@ -179,7 +198,7 @@ class BatchProcessor:
                     out.source_t.append(event.t)
                     if record.timestamp_ms:
                         out.source_ms.append(record.timestamp_ms)
-            self._stage(partition, states, touched)
+            self._stage(partition, states, touched, known)
         return out
 
     def tick(self, partitions: Iterable[int], now: float, *, limit: int = 10_000) -> Outputs:
@@ -199,5 +218,5 @@ class BatchProcessor:
                 states[customer_id] = result.state
                 touched.add(customer_id)
                 out.add(result)
-            self._stage(partition, states, touched)
+            self._stage(partition, states, touched, set(touched))
         return out

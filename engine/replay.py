@@ -29,6 +29,7 @@ class ReplayStats:
     events: int = 0
     rejected: int = 0
     duplicates: int = 0
+    after_erasure: int = 0
     changes: int = 0
     messages: int = 0
     suppressed: Counter[str] = field(default_factory=Counter)
@@ -40,6 +41,7 @@ class ReplayStats:
             "events": self.events,
             "rejected": self.rejected,
             "duplicates": self.duplicates,
+            "after_erasure": self.after_erasure,
             "changes": self.changes,
             "messages": self.messages,
             "suppressed": dict(self.suppressed),
@@ -102,6 +104,9 @@ def replay(
         result = core.on_event(states.get(event.customer_id), event)
         if result.duplicate:
             stats.duplicates += 1
+            continue
+        if result.ignored:
+            stats.after_erasure += 1
             continue
         if result.state is None:
             states.pop(event.customer_id, None)

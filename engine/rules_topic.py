@@ -1,7 +1,8 @@
 """Publishing rule sets to running workers through a one-partition, compacted topic.
 
 ``rules publish`` sends the rule files' contents (not paths) with their version; every worker
-reads the topic from the start, keeps the newest record, compiles it and swaps it in. A record
+reads the topic from the start and applies only the newest record of what it finds (so a
+restarting worker does not re-run the history of versions), compiles it and swaps it in. A record
 that does not compile is refused with its problems logged and counted; the worker keeps the rules
 it had.
 """

@@ -8,6 +8,7 @@ clock ticks, rule changes and partition hand-over. The Faust app (``engine.app``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -138,6 +139,10 @@ class Runtime:
                 self.ready.discard(partition)
                 self.assigned.discard(partition)
                 self.populations.pop(partition, None)
+                self.processor.customers.pop(partition, None)
+                self.positions.pop(partition, None)
+                with contextlib.suppress(KeyError):
+                    self.metrics.consumer_lag.remove(str(partition))
             self.metrics.partitions.set(len(self.assigned))
             self._refresh_gauges()
 
@@ -217,6 +222,7 @@ class Runtime:
         for segment in self.ruleset.segment_ids:
             self.metrics.population.labels(segment=segment).set(total.get(segment, 0))
         self.metrics.wakeups_pending.set(sum(self.processor.wakes.pending(p) for p in self.ready))
+        self.metrics.customers.set(sum(self.processor.customers.get(p, 0) for p in self.ready))
 
     # -- rules --------------------------------------------------------------------------
 
@@ -274,6 +280,8 @@ class Runtime:
         if raw is None:
             return None
         state = decode(raw)
+        if state.erased:
+            return None
         core = self.processor.core
         view = core.view(state.dna, state.evaluated_at)
         dna = view.snapshot()

@@ -48,7 +48,7 @@ def parse_bootstrap(url: str) -> tuple[str, ...]:
 class Settings(BaseSettings):
     """Every knob of the engine; ``broker=None`` means start the embedded broker."""
 
-    model_config = SettingsConfigDict(env_prefix="MICROSEG_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MICROSEG_", frozen=True, extra="ignore", env_ignore_empty=True)
 
     broker: str | None = None
     data_dir: Path = Path("./.microseg")

@@ -152,8 +152,17 @@ def _clone(dna: Dna) -> Dna:
 
 
 def _bounded_put(table: dict[str, Any], key: str, value: Any, limit: int) -> None:
+    """Keep at most ``limit`` entries, forgetting the one with the smallest (numeric) value."""
     if key not in table and len(table) >= limit:
         del table[min(table, key=table.__getitem__)]
+    table[key] = value
+
+
+def _newest_put(table: dict[str, Any], key: str, value: Any, limit: int) -> None:
+    """Keep at most ``limit`` entries, forgetting the least recently set one (values of any type)."""
+    table.pop(key, None)
+    if len(table) >= limit:
+        del table[next(iter(table))]
     table[key] = value
 
 
@@ -230,6 +239,8 @@ def _purchase(dna: Dna, event: Event) -> None:
 
 def _campaign(dna: Dna, event: Event) -> None:
     channel = event.channel or "unknown"
+    if event.type == "campaign_unsubscribed" and channel not in dna.unsubscribed:
+        dna.unsubscribed.append(channel)
     counts = dna.campaigns.get(channel)
     if counts is None:
         if len(dna.campaigns) >= MAX_CHANNELS:
@@ -247,8 +258,6 @@ def _campaign(dna: Dna, event: Event) -> None:
         counts[2] += 1
     elif kind == "campaign_converted":
         dna.windows.add(event.t, w.CONVERSIONS)
-    elif kind == "campaign_unsubscribed" and channel not in dna.unsubscribed:
-        dna.unsubscribed.append(channel)
 
 
 def _apply(dna: Dna, event: Event) -> None:
@@ -306,7 +315,7 @@ def _apply(dna: Dna, event: Event) -> None:
     elif kind == "account_created":
         dna.acquired = True
     elif kind == "consent_changed":
-        _bounded_put(dna.consent, props.channel, props.granted, MAX_CHANNELS)
+        _newest_put(dna.consent, props.channel, props.granted, MAX_CHANNELS)
         if props.granted and props.channel in dna.unsubscribed:
             dna.unsubscribed.remove(props.channel)
     elif kind == "profile_updated":
@@ -315,7 +324,7 @@ def _apply(dna: Dna, event: Event) -> None:
         if props.preferred_channel is not None:
             dna.preferred_channel = props.preferred_channel
         for key, value in (props.attributes or {}).items():
-            _bounded_put(dna.attributes, key, value, MAX_ATTRIBUTES)
+            _newest_put(dna.attributes, key, value, MAX_ATTRIBUTES)
 
 
 def touched(before: Dna, event: Event, evaluated_at: float) -> frozenset[str]:

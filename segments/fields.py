@@ -142,7 +142,7 @@ _FIELD_LIST: tuple[FieldSpec, ...] = (
         "Carts or checkouts in the last 30 days not followed by a purchase within the abandonment window (1 hour).",
         time=True,
     ),
-    _f("open_cart_value", NUMBER_OR_NULL, "carts", "Value of the cart not yet bought; null if none."),
+    _f("open_cart_value", NUMBER_OR_NULL, "carts", "Value of the cart not yet bought nor abandoned (within the hour); null if none.", time=True),
     # affinity
     _f("top_category", STRING_OR_NULL, "affinity", "Category with the highest affinity; null if none."),
     # channels

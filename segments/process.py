@@ -31,13 +31,15 @@ MAX_WAKES_PER_ADVANCE = 10_000
 
 @dataclass(slots=True)
 class StepResult:
-    """A step's outcome; ``state`` None means the customer's state is to be deleted."""
+    """A step's outcome: the customer's new state and the records to emit."""
 
     state: CustomerState | None
     changes: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     suppressed: list[dict[str, Any]] = field(default_factory=list)
     duplicate: bool = False
+    ignored: bool = False
+    """The event was for an erased customer and was dropped."""
 
     def extend(self, other: StepResult) -> None:
         self.changes += other.changes
@@ -98,6 +100,8 @@ class Core:
     def advance(self, customer_id: str, state: CustomerState, until: float, *, inclusive: bool = True) -> StepResult:
         """Fire every wake-up up to ``until`` (or strictly before it) at its own instant."""
         result = StepResult(state)
+        if state.erased:
+            return result
         if state.rules_version != self.ruleset.version:
             result.extend(self._sync_rules(customer_id, state, min(until, state.evaluated_at)))
         for _ in range(MAX_WAKES_PER_ADVANCE):
@@ -116,6 +120,8 @@ class Core:
 
     def on_event(self, state: CustomerState | None, event: Event, *, offset: int = -1) -> StepResult:
         """Apply one validated event to a customer's state (None for a new customer)."""
+        if state is not None and state.erased:
+            return StepResult(state, ignored=True)
         if state is not None and (
             (offset >= 0 and offset <= state.offset) or is_duplicate(state.dna, event)
         ):
@@ -153,6 +159,7 @@ class Core:
         return result
 
     def _erase(self, customer_id: str, state: CustomerState, t: float, cause: str, result: StepResult) -> StepResult:
+        """Exits for everything, then a bare erased mark instead of the DNA (GDPR: forget, and stay forgotten)."""
         result.changes += diff(customer_id, state.segments, (), state.code, None, t=t, cause=cause, rules_version=self.ruleset.version)
-        result.state = None
+        result.state = CustomerState(Dna(), rules_version=self.ruleset.version, evaluated_at=t, erased=True)
         return result

@@ -37,6 +37,9 @@ class CustomerState:
     sends: list[list[float | str]] = field(default_factory=list)
     last_sent: dict[str, float] = field(default_factory=dict)
     offset: int = -1
+    erased: bool = False
+    """A forgotten customer: nothing about them is kept but this mark, so later events (already
+    in flight, or replayed) cannot bring them back and no message reaches them again."""
 
 
 _WINDOWS = _DNA_FIELDS.index("windows")
@@ -110,6 +113,7 @@ def encode(state: CustomerState) -> bytes:
             state.sends,
             state.last_sent,
             state.offset,
+            state.erased,
         ],
         use_bin_type=True,
     )
@@ -123,9 +127,9 @@ def decode(data: bytes) -> CustomerState:
     if not isinstance(raw, list) or not raw or raw[0] != FORMAT:
         version = raw[0] if isinstance(raw, list) and raw else None
         raise StateFormatError(f"stored customer state has format {version!r}; this microseg reads format {FORMAT}")
-    _, dna_values, segments, code, version, evaluated_at, wake, sends, last_sent, offset = raw
+    _, dna_values, segments, code, version, evaluated_at, wake, sends, last_sent, offset, *rest = raw
     dna_values[_WINDOWS] = _unpack_windows(dna_values[_WINDOWS])
     blob = dna_values[_RECENT]
     dna_values[_RECENT] = [int.from_bytes(blob[i : i + 4], "big") for i in range(0, len(blob), 4)]
     dna = Dna(*dna_values)
-    return CustomerState(dna, tuple(segments), code, version, evaluated_at, wake, sends, last_sent, offset)
+    return CustomerState(dna, tuple(segments), code, version, evaluated_at, wake, sends, last_sent, offset, bool(rest and rest[0]))

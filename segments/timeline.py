@@ -95,7 +95,7 @@ def time_dependence(ruleset: RuleSet) -> TimeDependence:
     return TimeDependence(
         spans=spans,
         counters=counters,
-        carts="carts_abandoned_30d" in used,
+        carts=bool(used & {"carts_abandoned_30d", "open_cart_value"}),
         channels="channels_30d" in used,
         predictive=bool(used & _PREDICTIVE),
     )
@@ -151,7 +151,7 @@ def _instants(dep: TimeDependence, dna: Dna, now: float, has_model: bool) -> lis
         deadline = dna.cart_at + ABANDON_AFTER_S
         at = deadline if deadline > now else float((w.day_of(deadline) + 30) * w.DAY)
         if at > now:
-            found.append((at, frozenset({"carts_abandoned_30d"})))
+            found.append((at, frozenset({"carts_abandoned_30d", "open_cart_value"})))
     if dep.channels:
         later = [(day + 30) * w.DAY for day in dna.channel_days.values() if (day + 30) * w.DAY > now]
         if later:

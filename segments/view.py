@@ -160,7 +160,7 @@ _COMPUTE: dict[str, Callable[["DnaView"], Any]] = {
     "avg_order_value": lambda v: v.dna.gross_cents / 100 / v.dna.purchases_total if v.dna.purchases_total else None,
     "refunds_90d": _window(w.REFUNDS, 90),
     "carts_abandoned_30d": _abandoned_30d,
-    "open_cart_value": lambda v: v.dna.cart_value if v.dna.cart_at is not None else None,
+    "open_cart_value": lambda v: v.dna.cart_value if v.dna.cart_at is not None and v.now < v.dna.cart_at + ABANDON_AFTER_S else None,
     "top_category": _top_category,
     "preferred_channel": _preferred,
     "last_channel": lambda v: v.dna.last_channel,

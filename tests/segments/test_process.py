@@ -105,8 +105,13 @@ def test_micro_moves_and_erasure() -> None:
     micro = [(c["from"], c["to"], c["cause"]) for c in j.changes if c["segment"] == "micro"]
     assert micro == [(None, "low", "p1"), ("low", "mid", "p2")]
     j.send("c1", "erasure_requested", "2026-01-03T00:00:00Z", event_id="x1")
-    assert "c1" not in j.states
     assert j.changes[-1]["to"] is None and j.changes[-1]["cause"] == "x1"
+    forgotten = j.states["c1"]
+    assert forgotten.erased and forgotten.dna.purchases_total == 0 and forgotten.segments == ()
+    before = len(j.changes)
+    j.send("c1", "purchase", "2026-01-04T10:00:00Z", event_id="p3", order_id="o3", amount=900.0)
+    j.until("2026-06-01T00:00:00Z")
+    assert len(j.changes) == before and j.messages == [], "nothing about an erased customer, ever again"
 
 
 def test_records_match_the_published_schemas() -> None:
@@ -272,3 +277,20 @@ def test_without_a_model_predictive_fields_are_null_and_rules_still_load() -> No
     assert j.core.view(j.states["c1"].dna, parse_ts("2026-06-01T00:00:00Z"))["p_alive"] is None
     j.until("2027-01-01T00:00:00Z")
     assert j.segments("c1") == ()
+
+
+def test_open_cart_value_ends_when_the_cart_is_abandoned() -> None:
+    j = Journey("version: 1\nsegments:\n  - id: big_open_cart\n    description: x\n    when: coalesce(open_cart_value, 0) > 150\n")
+    j.send("c1", "cart_updated", "2026-01-05T10:00:00Z", product_id="p", category="shoes", quantity=1, cart_value=200.0)
+    j.until("2026-01-06T00:00:00Z")
+    assert j.moves("c1", "big_open_cart")[-1] == ("exited", "2026-01-05T11:00:00Z", "tick")
+
+
+def test_profile_attributes_of_mixed_types_stay_bounded() -> None:
+    j = Journey("version: 1\nsegments:\n  - id: gold\n    description: x\n    when: attr('tier') == 'gold'\n")
+    for i in range(40):
+        value = [f"v{i}", i, None, True, 1.5][i % 5]
+        j.send("c1", "profile_updated", f"2026-01-01T00:{i:02d}:00Z", attributes={f"k{i}": value})
+    j.send("c1", "profile_updated", "2026-01-01T01:00:00Z", attributes={"tier": "gold"})
+    assert j.segments("c1") == ("gold",)
+    assert len(j.states["c1"].dna.attributes) <= 32
