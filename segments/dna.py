@@ -136,17 +136,38 @@ def _fresh(event: Event) -> Dna:
     return Dna(first_seen=event.t, last_seen=event.t, affinity_at=event.t)
 
 
-def _clone(dna: Dna) -> Dna:
+_COPIES: dict[str, tuple[str, ...]] = {
+    "page_view": ("affinity",),
+    "product_viewed": ("affinity",),
+    "cart_updated": ("affinity",),
+    "purchase": ("affinity",),
+    "campaign_delivered": ("campaigns",),
+    "campaign_opened": ("campaigns",),
+    "campaign_clicked": ("campaigns",),
+    "campaign_converted": ("campaigns",),
+    "campaign_unsubscribed": ("campaigns", "unsubscribed"),
+    "survey_answered": ("voice",),
+    "consent_changed": ("consent", "unsubscribed"),
+    "profile_updated": ("attributes",),
+}
+"""The containers an event type's fold writes into, besides windows, channels and recent ids.
+``_clone`` copies only those, so the state passed in is never changed (a property test holds
+the fold to that for every event type)."""
+
+
+def _clone(dna: Dna, event: Event) -> Dna:
     new = Dna(*_all_fields(dna))
     new.windows = dna.windows.copy()
-    new.affinity = dict(dna.affinity)
-    new.channel_days = dict(dna.channel_days)
-    new.channel_uses = dict(dna.channel_uses)
-    new.consent = dict(dna.consent)
-    new.unsubscribed = list(dna.unsubscribed)
-    new.campaigns = {k: v[:] for k, v in dna.campaigns.items()}
-    new.voice = {k: v[:] for k, v in dna.voice.items()}
-    new.attributes = dict(dna.attributes)
+    if event.channel is not None and event.type not in NOT_ACTIVITY:
+        new.channel_days = dict(dna.channel_days)
+        new.channel_uses = dict(dna.channel_uses)
+    for name in _COPIES.get(event.type, ()):
+        if name == "campaigns":
+            new.campaigns = {k: v[:] for k, v in dna.campaigns.items()}
+        elif name == "unsubscribed":
+            new.unsubscribed = list(dna.unsubscribed)
+        else:
+            setattr(new, name, dict(getattr(dna, name)))
     new.recent_ids = list(dna.recent_ids)
     return new
 
@@ -361,7 +382,7 @@ def _most_used(dna: Dna) -> str | None:
 
 def fold(dna: Dna | None, event: Event) -> Dna:
     """Apply one validated event; ``dna`` is None for a customer never seen before."""
-    new = _fresh(event) if dna is None else _clone(dna)
+    new = _fresh(event) if dna is None else _clone(dna, event)
     t = event.t
     _settle_cart(new, t)
     if event.type not in NOT_ACTIVITY:

@@ -62,9 +62,19 @@ class Windows:
     rows: dict[int, list[float]] = field(default_factory=dict)
     totals: list[list[float]] = field(default_factory=_zeros)
     day: int = -1
+    shared: bool = field(default=False, compare=False, repr=False)
+    _expiry: tuple[int, tuple[int, ...], float | None] | None = field(default=None, compare=False, repr=False)
 
     def copy(self) -> Windows:
-        return Windows(dict(self.rows), [t[:] for t in self.totals], self.day)
+        """A snapshot that shares storage until either side is written (copy on write)."""
+        self.shared = True
+        return Windows(self.rows, self.totals, self.day, True, self._expiry)
+
+    def _own(self) -> None:
+        if self.shared:
+            self.rows = dict(self.rows)
+            self.totals = [t[:] for t in self.totals]
+            self.shared = False
 
     def _roll(self, new_day: int) -> None:
         """Move the totals forward to ``new_day``, dropping the days that leave each span."""
@@ -85,6 +95,8 @@ class Windows:
             del rows[gone]
 
     def add(self, t: float, metric: int, amount: float = 1) -> None:
+        self._own()
+        self._expiry = None
         day = int(t // DAY)
         if self.day < 0:
             self.day = day
@@ -130,6 +142,9 @@ class Windows:
     def next_expiry(self, now: float, spans: tuple[int, ...]) -> float | None:
         """Earliest instant after ``now`` at which a day with counts leaves one of ``spans``."""
         today = int(now // DAY)
+        cached = self._expiry
+        if cached is not None and cached[0] == today and cached[1] == spans:
+            return cached[2]
         days = sorted(self.rows)
         best: float | None = None
         for span in spans:
@@ -138,4 +153,5 @@ class Windows:
                 at = float((days[position] + span) * DAY)
                 if at > now and (best is None or at < best):
                     best = at
+        self._expiry = (today, spans, best)
         return best

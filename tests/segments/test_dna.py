@@ -224,3 +224,26 @@ def test_redelivered_events_are_not_counted_twice(events: list, data: st.DataObj
 def test_encoding_round_trips(events: list) -> None:
     state = CustomerState(_fold_all(events), ("a", "b"), "x|y", "v1", 1.5, None, [[1.0, "m"]], {"m": 1.0}, 7)
     assert encode(decode(encode(state))) == encode(state)
+
+
+def test_fold_never_changes_the_state_it_was_given() -> None:
+    """Copy-on-write must cover every container every event type writes to."""
+    from datetime import datetime, timezone
+
+    from microseg.engine.simulator import simulate_lines
+    from microseg.schemas.events import decode_event
+
+    states: dict = {}
+    seen_types = set()
+    for raw in simulate_lines(60, 40, 13, datetime(2026, 1, 1, tzinfo=timezone.utc)):
+        ev = decode_event(raw)
+        before = states.get(ev.customer_id)
+        snapshot = None if before is None else encode(CustomerState(before))
+        after = fold(before, ev)
+        if before is not None:
+            assert encode(CustomerState(before)) == snapshot, ev.type
+            seen_types.add(ev.type)
+            again = fold(before, ev)
+            assert encode(CustomerState(again)) == encode(CustomerState(after)), "folding twice from one state gives one result"
+        states[ev.customer_id] = after
+    assert len(seen_types) >= 18
