@@ -1,7 +1,8 @@
-"""Where a step's records go: the same shape for Kafka topics, a JSONL file and a test list.
+"""Where replay's records go: a JSONL file (``--out``/``--dlq``), a list in tests, counters in previews.
 
-Replay and the worker both hand every output to a ``Sink``; that shared shape, and the shared
-core, is what makes ``microseg replay`` reproduce what the worker emits.
+The worker delivers the same records to Kafka through ``engine.delivery.OutputWriter``; the
+records themselves come from the same core in both, which is what makes ``microseg replay``
+reproduce what the worker emits.
 """
 
 from __future__ import annotations

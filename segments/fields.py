@@ -163,9 +163,9 @@ _FIELD_LIST: tuple[FieldSpec, ...] = (
     _f("reviews_total", NUMBER, "voice", "Reviews posted ever."),
     _f("referrals_total", NUMBER, "voice", "Referrals made ever."),
     # predictive
-    _f("p_alive", NUMBER_OR_NULL, "predictive", "BG/NBD probability the customer is still active; null without a model.", time=True),
+    _f("p_alive", NUMBER_OR_NULL, "predictive", "BG/NBD probability the customer is still active; null without a model or before a first purchase.", time=True),
     _f("churn_risk", NUMBER_OR_NULL, "predictive", "1 - p_alive; null without a model.", time=True),
-    _f("expected_purchases_90d", NUMBER_OR_NULL, "predictive", "BG/NBD expected purchases in the next 90 days.", time=True),
+    _f("expected_purchases_90d", NUMBER_OR_NULL, "predictive", "BG/NBD expected purchase days in the next 90 days; null without a model or purchase.", time=True),
     _f("clv_12m", NUMBER_OR_NULL, "predictive", "Expected spend over the next 12 months (BG/NBD x Gamma-Gamma).", time=True),
     # profile
     _f("timezone", STRING_OR_NULL, "profile", "IANA time zone from the profile, e.g. 'Europe/Paris'; null if unknown."),

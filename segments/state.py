@@ -3,7 +3,7 @@
 Memberships, the DNA code, the contact history and the next wake-up are kept with the DNA so
 that one read and one write per customer serve the whole step, and so that a restarted worker
 diffs against exactly what it emitted before. ``encode``/``decode`` give the compact msgpack form
-that goes to RocksDB and the changelog (positional, versioned, typically a few hundred bytes).
+that goes to RocksDB and the changelog (positional, versioned; typically 0.3-1 KiB).
 """
 
 from __future__ import annotations
