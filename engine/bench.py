@@ -772,14 +772,6 @@ def clone_rules(source: Path, target: Path, segments: int) -> int:
     return len(load_rules(target).segments)
 
 
-@dataclass(frozen=True)
-class ScalePoint:
-    name: str
-    customers: int
-    events: int
-    segments: int
-
-
 def run_scale(cfg: BenchConfig, out: Path, base: Settings | None = None, *, customers: tuple[int, ...] = (10_000, 100_000, 1_000_000),
               segments: tuple[int, ...] = (0, 250), events_per_customer_min: int = 2) -> dict[str, Any]:
     """The growth series; writes ``scale.md``, ``scale.json`` and ``scale.png`` to ``out``.
