@@ -931,6 +931,6 @@ def print_table(result: dict[str, Any]) -> None:
     console = Console()
     console.print(table)
     if result.get("peer_note"):
-        console.print(result["peer_note"])
+        console.print(result["peer_note"], highlight=False)
     m = result["machine"]
-    console.print(f"machine: {m['nproc']} cores, {m['cpu']}, {m['ram_gib']} GiB; broker {result['broker']}; {result['bench_seconds']} s")
+    console.print(f"machine: {m['nproc']} cores, {m['cpu']}, {m['ram_gib']} GiB; broker {result['broker']}; {result['bench_seconds']} s", highlight=False)
