@@ -91,6 +91,18 @@ def test_running_worker_ticks_explains_measures_publishes_and_erases(
     assert [(c["change"], c["cause"]) for c in big] == [("entered", "a2"), ("exited", "tick")]
     assert any(w["id"] == "cart_abandoner" and w["when"].startswith("carts_abandoned_30d") for w in explained["why"])
     assert _request(worker.port, "/customers/cust-a", token=None)[0] == 401
+    import os
+    import subprocess
+    import sys
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "microseg", "explain", "cust-a", "--url", f"http://127.0.0.1:{worker.port}"],
+        env={**os.environ, "MICROSEG_API_TOKEN": TOKEN},
+        capture_output=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "cart_abandoner" in orjson.loads(cli.stdout)["segments"]
     assert _request(worker.port, "/customers/nobody")[0] == 404
 
     status, metrics = _request(worker.port, "/metrics", token=None)
