@@ -377,7 +377,7 @@ def touched(before: Dna, event: Event, evaluated_at: float) -> frozenset[str]:
 
 def _most_used(dna: Dna) -> str | None:
     uses = dna.channel_uses
-    return max(sorted(uses), key=uses.__getitem__) if uses else None
+    return min(uses, key=lambda name: (-uses[name], name)) if uses else None
 
 
 def fold(dna: Dna | None, event: Event) -> Dna:

@@ -85,16 +85,17 @@ def _preferred(view: DnaView) -> Any:
     dna = view.dna
     if dna.preferred_channel is not None:
         return dna.preferred_channel
-    if not dna.channel_uses:
+    uses = dna.channel_uses
+    if not uses:
         return None
-    return max(sorted(dna.channel_uses), key=dna.channel_uses.__getitem__)
+    return min(uses, key=lambda name: (-uses[name], name))
 
 
 def _top_category(view: DnaView) -> Any:
     aff = view.dna.affinity
     if not aff:
         return None
-    return max(sorted(aff), key=aff.__getitem__)
+    return min(aff, key=lambda name: (-aff[name], name))
 
 
 def _channels_30d(view: DnaView) -> Any:
