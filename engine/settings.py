@@ -124,8 +124,8 @@ class Settings(BaseSettings):
             context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None)
         return context
 
-    def kafka_python_kwargs(self) -> dict[str, Any]:
-        """Security keyword arguments for kafka-python clients (bootstrap servers not included)."""
+    def _auth_kwargs(self) -> dict[str, Any]:
+        """Protocol and SASL keywords, spelled the same by kafka-python and aiokafka."""
         kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
         if self._uses_sasl():
             kwargs |= {
@@ -133,6 +133,11 @@ class Settings(BaseSettings):
                 "sasl_plain_username": self.sasl_username,
                 "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None,
             }
+        return kwargs
+
+    def kafka_python_kwargs(self) -> dict[str, Any]:
+        """Security keyword arguments for kafka-python clients (bootstrap servers not included)."""
+        kwargs = self._auth_kwargs()
         if "SSL" in self.security_protocol:
             kwargs |= {
                 "ssl_cafile": str(self.ssl_cafile) if self.ssl_cafile else None,
@@ -143,13 +148,7 @@ class Settings(BaseSettings):
 
     def aiokafka_kwargs(self) -> dict[str, Any]:
         """Security keyword arguments for aiokafka clients (bootstrap servers not included)."""
-        kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
-        if self._uses_sasl():
-            kwargs |= {
-                "sasl_mechanism": self.sasl_mechanism or "PLAIN",
-                "sasl_plain_username": self.sasl_username,
-                "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None,
-            }
+        kwargs = self._auth_kwargs()
         context = self._ssl_context()
         if context is not None:
             kwargs["ssl_context"] = context
