@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -167,6 +168,43 @@ def make_lines(total: int, customers: int, seed: int = 7) -> tuple[list[bytes], 
             if len(lines) >= total:
                 return lines, keys
         days *= 2
+
+
+def make_population_lines(total: int, customers: int, seed: int = 7, chunk: int = 10_000) -> tuple[list[bytes], list[bytes]]:
+    """About ``total`` lines in which every one of ``customers`` appears: for large populations with few
+    events each (``make_lines`` would cut the simulation off before late-starting customers arrive).
+
+    The population is simulated in chunks of ``chunk`` customers over one day, each chunk with its
+    own seed and customer-id prefix; each customer keeps its first ``ceil(total / customers)``
+    events, and the chunks are interleaved line by line.
+    """
+    from microseg.engine.simulator import simulate_lines
+
+    cap = max(1, math.ceil(total / max(customers, 1)))
+    midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = midnight - timedelta(days=2)
+    streams: list[list[tuple[bytes, bytes]]] = []
+    for index in range(math.ceil(customers / chunk)):
+        size = min(chunk, customers - index * chunk)
+        kept: list[tuple[bytes, bytes]] = []
+        seen: dict[str, int] = {}
+        for line in simulate_lines(size, 1, seed + index, start):
+            event = orjson.loads(line)
+            customer = f"p{index}-{event['customer_id']}"
+            if seen.get(customer, 0) >= cap:
+                continue
+            seen[customer] = seen.get(customer, 0) + 1
+            event["customer_id"] = customer
+            kept.append((orjson.dumps(event), customer.encode()))
+        streams.append(kept)
+    lines: list[bytes] = []
+    keys: list[bytes] = []
+    for row in itertools.zip_longest(*streams):
+        for item in row:
+            if item is not None:
+                lines.append(item[0])
+                keys.append(item[1])
+    return lines[:total] if len(lines) > total else lines, keys[:total] if len(keys) > total else keys
 
 
 def event_ids(lines: list[bytes]) -> list[str]:
@@ -773,11 +811,12 @@ def clone_rules(source: Path, target: Path, segments: int) -> int:
 
 
 def run_scale(cfg: BenchConfig, out: Path, base: Settings | None = None, *, customers: tuple[int, ...] = (10_000, 100_000, 1_000_000),
-              segments: tuple[int, ...] = (0, 250), events_per_customer_min: int = 2) -> dict[str, Any]:
+              segments: tuple[int, ...] = (0, 250), events_per_customer: int = 2) -> dict[str, Any]:
     """The growth series; writes ``scale.md``, ``scale.json`` and ``scale.png`` to ``out``.
 
-    Customers: ``events = max(cfg.events, events_per_customer_min * customers)``. Segments: the
-    starter rules (0 = as shipped) and clones up to 250, at ``cfg.customers`` and ``cfg.events``.
+    Customers: ``events_per_customer`` events for each customer (``make_population_lines``: every
+    customer present, the same event mix at every size). Segments: the starter rules (0 = as
+    shipped) and clones up to 250, at ``cfg.customers`` and ``cfg.events``.
     """
     from microseg.engine.worker import packaged_rules_dir
 
@@ -790,7 +829,7 @@ def run_scale(cfg: BenchConfig, out: Path, base: Settings | None = None, *, cust
     try:
         points: list[tuple[str, int, int, Path | None]] = []
         for count in customers:
-            points.append(("customers", count, max(cfg.events, events_per_customer_min * count), cfg.rules_dir))
+            points.append(("customers", count, events_per_customer * count, cfg.rules_dir))
         for count in segments:
             rules_dir = cfg.rules_dir
             if count:
@@ -803,7 +842,13 @@ def run_scale(cfg: BenchConfig, out: Path, base: Settings | None = None, *, cust
 
                 n_segments = len(load_rules(rules_dir or source).segments)
                 progress.note(f"{series}: {count:,} customers, {n_segments} segments, {events:,} events")
-                lines, keys = make_lines(events, count, cfg.seed)
+                if events / count >= 10:
+                    lines, keys = make_lines(events, count, cfg.seed)
+                    generator = "simulate"
+                else:
+                    lines, keys = make_population_lines(events, count, cfg.seed)
+                    generator = "population"
+                events = len(lines)
                 point_cfg = replace(cfg, events=events, customers=count, rules_dir=rules_dir, raw=False, profile=None)
                 settings_base = base.model_copy(update={"rules_dir": rules_dir}) if rules_dir else base
                 point_dir = workdir / f"{series}-{count}-{n_segments}"
@@ -812,7 +857,7 @@ def run_scale(cfg: BenchConfig, out: Path, base: Settings | None = None, *, cust
                 replayed = replay_figures(lines, settings_base)
                 _delete_topics(settings, bootstrap)
                 row = {
-                    "series": series, "customers": count, "customers_seen": replayed["customers_seen"], "segments": n_segments,
+                    "series": series, "generator": generator, "customers": count, "customers_seen": replayed["customers_seen"], "segments": n_segments,
                     "events": events, "events_per_s": figures["events_per_s"], "replay_events_per_s": replayed["replay_events_per_s"],
                     "produce_per_s": figures["produce_per_s"], "state_bytes_per_customer": replayed["state_bytes_per_customer"],
                     "worker_peak_rss_mb": figures["worker_peak_rss_mb"],
@@ -856,7 +901,7 @@ def scale_markdown(report: dict[str, Any]) -> str:
     ]
     for r in report["rows"]:
         lines.append(
-            f"| {r['series']} | {r['customers']:,} | {r['customers_seen']:,} | {r['segments']} | {r['events']:,} | {r['events_per_s']:,} | "
+            f"| {r['series']} ({r.get('generator', 'simulate')}) | {r['customers']:,} | {r['customers_seen']:,} | {r['segments']} | {r['events']:,} | {r['events_per_s']:,} | "
             f"{r['replay_events_per_s']:,} | {r['state_bytes_per_customer']} | {r['worker_peak_rss_mb']} |"
         )
     lines.append("")
