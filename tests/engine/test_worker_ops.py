@@ -75,8 +75,18 @@ def test_running_worker_ticks_explains_measures_publishes_and_erases(
              "props": {"product_id": "p1", "category": "shoes", "quantity": 2, "cart_value": 180.0}},
             {"event_id": "b1", "customer_id": "cust-b", "type": "purchase", "ts": iso(now - 10), "channel": "app",
              "props": {"order_id": "o1", "amount": 42.0}},
+            *[
+                {"event_id": f"c{k}", "customer_id": "cust-c", "type": "purchase", "ts": iso(now - (120 - 3 * k) * 86_400),
+                 "channel": "web", "props": {"order_id": f"oc{k}", "amount": 900.0}}
+                for k in range(6)
+            ],
+            {"event_id": "c-now", "customer_id": "cust-c", "type": "session_started", "ts": iso(now - 5), "channel": "web"},
         ],
     )
+    # the predictive DNA in the worker: P(alive) fell while cust-c was away (starter rule p_alive < 0.3 and clv_12m > 50)
+    fading = consume(broker, settings.changes_topic, until=lambda got: any(c["segment"] == "likely_churner_valuable" and c["customer_id"] == "cust-c" for c in got))
+    assert [c for c in fading if c["segment"] == "likely_churner_valuable"][0]["cause"] == "tick"
+    assert _request(worker.port, "/customers/cust-c")[1]["dna"]["p_alive"] < 0.3
     # time alone: the cart turns abandoned one hour after the cart event, with nothing sent
     changes = consume(broker, settings.changes_topic, until=lambda got: any(c["segment"] == "cart_abandoner" for c in got), timeout=90)
     (abandoned,) = [c for c in changes if c["segment"] == "cart_abandoner"]
@@ -119,7 +129,7 @@ def test_running_worker_ticks_explains_measures_publishes_and_erases(
     (rules / "one.yaml").write_text("version: 1\nsegments:\n  - id: everyone\n    description: all\n    when: true\n")
     version = publish_rules(settings, broker, rules)
     changes = consume(
-        broker, settings.changes_topic, until=lambda got: sum(c["cause"] == f"rules:{version}" and c["segment"] == "everyone" for c in got) == 2
+        broker, settings.changes_topic, until=lambda got: {c["customer_id"] for c in got if c["cause"] == f"rules:{version}" and c["segment"] == "everyone"} == {"cust-a", "cust-b", "cust-c"}
     )
     exits = {c["segment"] for c in changes if c["cause"] == f"rules:{version}" and c["change"] == "exited"}
     assert "cart_abandoner" in exits
