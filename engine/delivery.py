@@ -19,10 +19,13 @@ __all__ = ["OutputWriter"]
 
 
 class OutputWriter:
+    """Keyed records to topics; a customer's partition is computed once (murmur2 in Python is not cheap)."""
+
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
         self._partitioner = DefaultPartitioner()
         self._counts: dict[str, int] = {}
+        self._placed: dict[tuple[bytes, int], int] = {}
 
     async def _partitions(self, topic: str) -> int:
         count = self._counts.get(topic)
@@ -38,7 +41,15 @@ class OutputWriter:
         for key, value in records:
             if count == 0:
                 count = await self._partitions(topic)
-            partition = self._partitioner(key, list(range(count)), []) if key is not None else 0
+            if key is None:
+                partition = 0
+            else:
+                placed = self._placed.get((key, count))
+                if placed is None:
+                    if len(self._placed) > 200_000:
+                        self._placed.clear()
+                    placed = self._placed[(key, count)] = self._partitioner(key, list(range(count)), [])
+                partition = placed
             by_partition.setdefault(partition, []).append((key, orjson.dumps(value)))
         futures: list[asyncio.Future[Any]] = []
         producer = self.producer

@@ -6,6 +6,8 @@ built on them do not change meaning between versions.
 
 from __future__ import annotations
 
+from collections import Counter as CounterOf
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics"]
@@ -26,7 +28,7 @@ class Metrics:
         self.after_erasure = Counter("microseg_events_after_erasure_total", "Events for erased customers, dropped.", registry=r)
         self.state_errors = Counter("microseg_state_errors_total", "Stored customer states that could not be read.", registry=r)
         self.processing_seconds = Histogram(
-            "microseg_processing_seconds", "Core time per event (fold, rules, diff, decision).", buckets=_STEP_BUCKETS, registry=r
+            "microseg_processing_seconds", "Core time per event (fold, rules, diff, decision), averaged over each partition's share of a batch.", buckets=_STEP_BUCKETS, registry=r
         )
         self.batch_seconds = Histogram(
             "microseg_batch_seconds", "Wall time per input batch, delivery and flush included.", buckets=_LATENCY_BUCKETS, registry=r
@@ -55,15 +57,18 @@ class Metrics:
         self.wakeups_pending = Gauge("microseg_wakeups_pending", "Customers with a pending time-based wake-up.", registry=r)
 
     def count_outputs(self, changes: list[dict], messages: list[dict], suppressed: list[dict]) -> None:
+        """One ``inc(n)`` per label set and batch: label lookups cost more than the work they count."""
+        transitions: CounterOf[tuple[str, str, str]] = CounterOf()
         for change in changes:
             segment = change["segment"]
             if segment == "micro":
                 continue
             cause = change["cause"]
             kind = "tick" if cause == "tick" else "rules" if cause.startswith("rules:") else "event"
-            self.transitions.labels(segment=segment, direction=change["change"], cause=kind).inc()
-            self.population.labels(segment=segment).inc(1 if change["change"] == "entered" else -1)
-        for message in messages:
-            self.messages.labels(message=message["message"], channel=message["channel"]).inc()
-        for held in suppressed:
-            self.suppressed.labels(message=held["message"], reason=held["reason"]).inc()
+            transitions[(segment, change["change"], kind)] += 1
+        for (segment, direction, kind), count in transitions.items():
+            self.transitions.labels(segment=segment, direction=direction, cause=kind).inc(count)
+        for (message, channel), count in CounterOf((m["message"], m["channel"]) for m in messages).items():
+            self.messages.labels(message=message, channel=channel).inc(count)
+        for (message, reason), count in CounterOf((h["message"], h["reason"]) for h in suppressed).items():
+            self.suppressed.labels(message=message, reason=reason).inc(count)

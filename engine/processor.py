@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -50,6 +51,17 @@ class Outputs:
     """Produce timestamps of the input records that led to changes (for the latency histogram)."""
     source_t: list[float] = field(default_factory=list)
     """Event times of those records."""
+    moves: dict[int, Counter[str]] = field(default_factory=dict)
+    """Per partition, segment population deltas (+1 entry, -1 exit)."""
+
+    def add_moves(self, partition: int, changes: list[dict[str, Any]]) -> None:
+        delta = self.moves.get(partition)
+        if delta is None:
+            delta = self.moves[partition] = Counter()
+        for change in changes:
+            segment = change["segment"]
+            if segment != "micro":
+                delta[segment] += 1 if change["change"] == "entered" else -1
 
     def add(self, result: StepResult) -> None:
         self.changes += result.changes
@@ -169,12 +181,14 @@ class BatchProcessor:
             if newest is None or event.t > newest:
                 self.newest[record.partition] = event.t
             by_partition.setdefault(record.partition, []).append((record, event))
+        types: Counter[str] = Counter()
         for partition, items in by_partition.items():
+            started = time.perf_counter()
             states = self._load(partition, {event.customer_id for _, event in items})
             known = {c for c, state in states.items() if state is not None and not state.erased}
             touched: set[str] = set()
             for record, event in items:
-                started = time.perf_counter()
+                types[event.type] += 1
                 try:
                     result = self.core.on_event(states.get(event.customer_id), event, offset=record.offset)
                 except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
@@ -183,8 +197,6 @@ class BatchProcessor:
                     out.dead_letters.append(dead_letter(reason, record.value, topic=self.input_topic, partition=record.partition, offset=record.offset))
                     metrics.rejected.labels(reason="internal error").inc()
                     continue
-                metrics.processing_seconds.observe(time.perf_counter() - started)
-                metrics.events.labels(type=event.type).inc()
                 if result.duplicate:
                     metrics.duplicates.inc()
                     continue
@@ -195,10 +207,14 @@ class BatchProcessor:
                 touched.add(event.customer_id)
                 out.add(result)
                 if result.changes:
+                    out.add_moves(partition, result.changes)
                     out.source_t.append(event.t)
                     if record.timestamp_ms:
                         out.source_ms.append(record.timestamp_ms)
             self._stage(partition, states, touched, known)
+            metrics.processing_seconds.observe((time.perf_counter() - started) / len(items))
+        for kind, count in types.items():
+            metrics.events.labels(type=kind).inc(count)
         return out
 
     def tick(self, partitions: Iterable[int], now: float, *, limit: int = 10_000) -> Outputs:
@@ -218,5 +234,7 @@ class BatchProcessor:
                 states[customer_id] = result.state
                 touched.add(customer_id)
                 out.add(result)
+                if result.changes:
+                    out.add_moves(partition, result.changes)
             self._stage(partition, states, touched, set(touched))
         return out

@@ -206,11 +206,8 @@ class Runtime:
         self.metrics.count_outputs(out.changes, out.messages, out.suppressed)
         if not out.changes:
             return
-        for change in out.changes:
-            if change["segment"] == "micro":
-                continue
-            population = self.populations.setdefault(self.partition_of(change["customer_id"]), Counter())
-            population[change["segment"]] += 1 if change["change"] == "entered" else -1
+        for partition, delta in out.moves.items():
+            self.populations.setdefault(partition, Counter()).update(delta)
         for event_t in out.source_t:
             self.metrics.event_time_lag_seconds.observe(max(now - event_t, 0.0))
         self._refresh_gauges()
