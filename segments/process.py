@@ -69,6 +69,10 @@ class Core:
     ) -> StepResult:
         """Evaluate at ``t``; ``dirty`` limits the work to rules reading those DNA names."""
         ruleset = self.ruleset
+        if dirty is not None and not self._segment_readers.stale(dirty) and not self._dimension_readers.stale(dirty):
+            wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
+            new = CustomerState(dna, state.segments, state.code, ruleset.version, t, wake, state.sends, state.last_sent, state.offset)
+            return StepResult(new)
         ctx = DnaView(dna, t, self.model)
         segments = evaluate_segments(ruleset, ctx, previous=state.segments, dirty=dirty, readers=self._segment_readers)
         code = dna_code(ruleset, ctx, previous=state.code, dirty=dirty, readers=self._dimension_readers)

@@ -93,10 +93,10 @@ class Windows:
         first = new_day - RETENTION_DAYS
         for gone in [d for d in rows if d <= first]:
             del rows[gone]
+            self._expiry = None
 
     def add(self, t: float, metric: int, amount: float = 1) -> None:
         self._own()
-        self._expiry = None
         day = int(t // DAY)
         if self.day < 0:
             self.day = day
@@ -106,7 +106,11 @@ class Windows:
         if age >= RETENTION_DAYS:
             return
         row = self.rows.get(day)
-        row = [0] * METRICS if row is None else row[:]
+        if row is None:
+            self._expiry = None
+            row = [0] * METRICS
+        else:
+            row = row[:]
         row[metric] += amount
         self.rows[day] = row
         for i, span in enumerate(SPANS):
