@@ -44,6 +44,7 @@ from typing import Any
 
 import orjson
 
+from microseg.engine.processes import stop_process
 from microseg.engine.settings import Settings, load_settings
 
 __all__ = ["BenchConfig", "run_bench", "run_scale", "make_lines", "clone_rules", "TARGETS"]
@@ -489,13 +490,7 @@ class WorkerRun:
         return None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 def _start_profiler(pid: int, path: Path) -> subprocess.Popen[bytes] | None:

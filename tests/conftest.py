@@ -40,6 +40,7 @@ from typing import Any  # noqa: E402
 import orjson  # noqa: E402
 
 from microseg.engine.broker import free_port  # noqa: E402
+from microseg.engine.processes import stop_process  # noqa: E402
 
 _names = itertools.count()
 
@@ -109,12 +110,7 @@ class WorkerProcess:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process)
 
 
 @pytest.fixture
