@@ -303,6 +303,7 @@ class Runtime:
             "dna": dna,
             "next_wake": iso(state.wake) if state.wake is not None else None,
             "recent_messages": [{"message": m, "send_at": iso(float(t))} for t, m in state.sends],
+            "held_back": [{"message": m, "reason": r, "at": iso(float(t))} for t, m, r in state.held],
         }
 
     def segment_populations(self) -> dict[str, int]:

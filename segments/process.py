@@ -24,9 +24,10 @@ from microseg.segments.state import CustomerState
 from microseg.segments.timeline import due, next_wake, time_dependence
 from microseg.segments.view import DnaView
 
-__all__ = ["Core", "StepResult", "MAX_WAKES_PER_ADVANCE"]
+__all__ = ["Core", "StepResult", "MAX_WAKES_PER_ADVANCE", "HELD_KEPT"]
 
 MAX_WAKES_PER_ADVANCE = 10_000
+HELD_KEPT = 5
 
 
 @dataclass(slots=True)
@@ -71,7 +72,7 @@ class Core:
         ruleset = self.ruleset
         if dirty is not None and not self._segment_readers.stale(dirty) and not self._dimension_readers.stale(dirty):
             wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
-            new = CustomerState(dna, state.segments, state.code, ruleset.version, t, wake, state.sends, state.last_sent, state.offset)
+            new = CustomerState(dna, state.segments, state.code, ruleset.version, t, wake, state.sends, state.last_sent, state.offset, held=state.held)
             return StepResult(new)
         ctx = DnaView(dna, t, self.model)
         segments = evaluate_segments(ruleset, ctx, previous=state.segments, dirty=dirty, readers=self._segment_readers)
@@ -80,7 +81,7 @@ class Core:
             changes: list[dict[str, Any]] = []
         else:
             changes = diff(customer_id, state.segments, segments, state.code, code, t=t, cause=cause, rules_version=ruleset.version)
-        sends, last_sent = state.sends, state.last_sent
+        sends, last_sent, held = state.sends, state.last_sent, state.held
         messages: list[dict[str, Any]] = []
         suppressed: list[dict[str, Any]] = []
         if changes and ruleset.messages:
@@ -92,8 +93,10 @@ class Core:
             suppressed = list(decision.suppressed)
             sends = [list(s) for s in decision.sends]
             last_sent = dict(decision.last_sent)
+            if suppressed:
+                held = (held + [[t, h["message"], h["reason"]] for h in suppressed])[-HELD_KEPT:]
         wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
-        new = CustomerState(dna, segments, code, ruleset.version, t, wake, sends, last_sent, state.offset)
+        new = CustomerState(dna, segments, code, ruleset.version, t, wake, sends, last_sent, state.offset, held=held)
         return StepResult(new, changes, messages, suppressed)
 
     def _sync_rules(self, customer_id: str, state: CustomerState, t: float) -> StepResult:

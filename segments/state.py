@@ -38,6 +38,8 @@ class CustomerState:
     last_sent: dict[str, float] = field(default_factory=dict)
     offset: int = -1
     erased: bool = False
+    held: list[list[float | str]] = field(default_factory=list)
+    """The last few decisions held back, as ``[t, message, reason]``: what explain shows."""
     """A forgotten customer: nothing about them is kept but this mark, so later events (already
     in flight, or replayed) cannot bring them back and no message reaches them again."""
 
@@ -114,6 +116,7 @@ def encode(state: CustomerState) -> bytes:
             state.last_sent,
             state.offset,
             state.erased,
+            state.held,
         ],
         use_bin_type=True,
     )
@@ -132,4 +135,6 @@ def decode(data: bytes) -> CustomerState:
     blob = dna_values[_RECENT]
     dna_values[_RECENT] = [int.from_bytes(blob[i : i + 4], "big") for i in range(0, len(blob), 4)]
     dna = Dna(*dna_values)
-    return CustomerState(dna, tuple(segments), code, version, evaluated_at, wake, sends, last_sent, offset, bool(rest and rest[0]))
+    erased = bool(rest and rest[0])
+    held = rest[1] if len(rest) > 1 else []
+    return CustomerState(dna, tuple(segments), code, version, evaluated_at, wake, sends, last_sent, offset, erased, held)

@@ -97,6 +97,7 @@ def test_running_worker_ticks_explains_measures_publishes_and_erases(
     assert status == 200
     assert "cart_abandoner" in explained["segments"] and "big_open_cart" not in explained["segments"]
     assert explained["dna"]["open_cart_value"] is None, "an abandoned cart is no longer open"
+    assert {"message": "cart_reminder", "reason": "consent"} in [{k: h[k] for k in ("message", "reason")} for h in explained["held_back"]]
     big = [c for c in consume(broker, settings.changes_topic, until=lambda got: True, timeout=5) if c["segment"] == "big_open_cart"]
     assert [(c["change"], c["cause"]) for c in big] == [("entered", "a2"), ("exited", "tick")]
     assert any(w["id"] == "cart_abandoner" and w["when"].startswith("carts_abandoned_30d") for w in explained["why"])

@@ -86,6 +86,7 @@ def test_quiet_hours_defer_and_consent_suppresses() -> None:
     assert sent["at"] == "2026-02-16T21:30:00Z"
     assert sent["send_at"] == "2026-02-17T07:00:00Z", "08:00 in Paris"
     assert [(s["customer_id"], s["reason"]) for s in j.suppressed] == [("c2", "consent")]
+    assert [h[1:] for h in j.states["c2"].held] == [["winback", "consent"]], "kept for explain"
 
 
 def test_cart_abandoned_one_hour_after_the_last_cart_event() -> None:
