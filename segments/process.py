@@ -27,7 +27,7 @@ from microseg.segments.view import DnaView
 __all__ = ["Core", "StepResult", "MAX_WAKES_PER_ADVANCE", "HELD_KEPT"]
 
 MAX_WAKES_PER_ADVANCE = 10_000
-HELD_KEPT = 5
+HELD_KEPT = 3
 
 
 @dataclass(slots=True)
