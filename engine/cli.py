@@ -160,11 +160,13 @@ def replay_command(
 @rules_app.command("check")
 def rules_check(directory: Annotated[Path, typer.Argument(help="Directory of *.yaml rule files.")]) -> None:
     """Validate rule files: exit 1 with one file:line:col: message line per problem."""
+    from microseg.segments.language.errors import render_problem
     from microseg.segments.rulefiles import check_rules
 
     problems = check_rules(directory)
+    on_terminal = sys.stdout.isatty()
     for problem in problems:
-        typer.echo(str(problem))
+        typer.echo(render_problem(problem) if on_terminal else str(problem))
     if problems:
         typer.echo(f"{len(problems)} problem(s)", err=True)
         raise typer.Exit(1)
