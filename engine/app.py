@@ -49,6 +49,7 @@ class ShellApp(faust.App):
     ``@app.task`` timing), so the two joins overlap and a worker is ready seconds sooner."""
 
     input_consumer: Any = None
+    runtime: Any = None
     _input_task: asyncio.Task[None] | None = None
 
     async def on_first_start(self) -> None:
@@ -69,6 +70,11 @@ class ShellApp(faust.App):
             self._input_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._input_task
+        if self.runtime is not None:
+            try:
+                await asyncio.wait_for(self.runtime.stop(), timeout=10)
+            except Exception:  # noqa: BLE001 - shutting down: state is safe in the changelog anyway
+                log.warning("the DNA store did not close cleanly; it is rebuilt from the changelog if needed", exc_info=True)
         await super().on_stop()
 
 
@@ -104,6 +110,7 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime) -> faust.App
         web_in_thread=False,
     )
     app.input_consumer = lambda: consume_forever(settings, bootstrap, runtime)  # type: ignore[attr-defined]
+    app.runtime = runtime  # type: ignore[attr-defined]
 
     if settings.ticks:
 

@@ -119,3 +119,27 @@ def test_bad_records_go_to_the_dead_letter_topic(broker: str, workers: Any, uniq
     assert all(d["topic"] == settings.input_topic and isinstance(d["offset"], int) and isinstance(d["partition"], int) for d in dead)
     changes = consume(broker, settings.changes_topic, until=lambda got: any(c["cause"] == "g1" for c in got))
     assert {c["customer_id"] for c in changes} == {"c-1"}
+
+
+def test_graceful_restart_resumes_from_local_state(
+    broker: str, workers: Any, unique_topics: dict[str, str], sample_journeys: Path, tmp_path: Path
+) -> None:
+    env = {**unique_topics, "MICROSEG_TICKS": "false"}
+    settings = _settings(env)
+    lines = list(read_lines(str(sample_journeys)))
+    expected = set(_by_id(_replayed(sample_journeys, settings).change_records, "change_id"))
+    first = workers(env, tmp_path / "state")
+    first.wait_assigned()
+    produce_lines(settings, broker, lines[: len(lines) // 2])
+    consume(broker, settings.changes_topic, until=lambda got: len(got) > len(expected) // 5)
+    time.sleep(2)
+    first.stop()
+    assert first.process is not None and first.process.returncode is not None
+    second = workers(env, tmp_path / "state")
+    second.wait_assigned(timeout=180)
+    produce_lines(settings, broker, lines[len(lines) // 2 :])
+    changes = _wait_for_ids(broker, settings.changes_topic, expected, "change_id", timeout=240)
+    assert {c["change_id"] for c in changes} == expected
+    log = second.log_path.read_text()
+    assert "did not close cleanly" not in first.log_path.read_text()
+    assert "partition 0 ready" in log
