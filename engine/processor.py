@@ -150,16 +150,18 @@ class BatchProcessor:
         return states
 
     def _stage(self, partition: int, states: dict[str, CustomerState | None], touched: set[str], known: set[str]) -> None:
+        """Queue the new states of ``touched`` customers (every one of them has a state)."""
         writes: dict[str, bytes | None] = {}
         joined = 0
         for customer_id in touched:
-            state = states.get(customer_id)
-            if customer_id not in known and state is not None and not state.erased:
+            state = states[customer_id]
+            assert state is not None
+            if customer_id not in known and not state.erased:
                 joined += 1
-            elif customer_id in known and state is not None and state.erased:
+            elif customer_id in known and state.erased:
                 joined -= 1
-            writes[customer_id] = None if state is None else encode(state)
-            self.wakes.set(partition, customer_id, None if state is None else state.wake)
+            writes[customer_id] = encode(state)
+            self.wakes.set(partition, customer_id, state.wake)
         if writes:
             self.store.put_many(partition, writes)
         self.customers[partition] = self.customers.get(partition, 0) + joined
@@ -217,24 +219,34 @@ class BatchProcessor:
             metrics.events.labels(type=kind).inc(count)
         return out
 
+    def _advance(self, partition: int, customer_ids: Sequence[str], until: float | None, out: Outputs) -> int:
+        """Advance stored customers (``until`` None: to their own last evaluation, under the current
+        rules); stage their new states and collect the outputs. Returns how many moved."""
+        states = self._load(partition, customer_ids)
+        touched: set[str] = set()
+        for customer_id in customer_ids:
+            state = states.get(customer_id)
+            if state is None or (until is None and state.rules_version == self.core.ruleset.version):
+                continue
+            result = self.core.advance(customer_id, state, state.evaluated_at if until is None else until)
+            states[customer_id] = result.state
+            touched.add(customer_id)
+            out.add(result)
+            if result.changes:
+                out.add_moves(partition, result.changes)
+        self._stage(partition, states, touched, set(touched))
+        return len(touched)
+
     def tick(self, partitions: Iterable[int], now: float, *, limit: int = 10_000) -> Outputs:
         """Let time run on to ``now`` for customers whose wake-up has come (cause ``tick``)."""
         out = Outputs()
         for partition in partitions:
             due = self.wakes.due(partition, now, limit)
-            if not due:
-                continue
-            states = self._load(partition, due)
-            touched: set[str] = set()
-            for customer_id in due:
-                state = states.get(customer_id)
-                if state is None:
-                    continue
-                result = self.core.advance(customer_id, state, now)
-                states[customer_id] = result.state
-                touched.add(customer_id)
-                out.add(result)
-                if result.changes:
-                    out.add_moves(partition, result.changes)
-            self._stage(partition, states, touched, set(touched))
+            if due:
+                self._advance(partition, due, now, out)
         return out
+
+    def resync(self, partition: int, customer_ids: Sequence[str]) -> tuple[Outputs, int]:
+        """Re-evaluate customers last evaluated under older rules (cause ``rules:<version>``)."""
+        out = Outputs()
+        return out, self._advance(partition, customer_ids, None, out)

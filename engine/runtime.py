@@ -21,7 +21,8 @@ from microseg.segments.evaluate import CODE_SEPARATOR
 from microseg.segments.predictive import PredictiveModel
 from microseg.segments.process import Core
 from microseg.segments.ruleset import RuleSet
-from microseg.segments.state import StateFormatError, decode, encode
+from microseg.segments.state import StateFormatError, decode
+from microseg.segments.view import iso
 
 from microseg.engine.delivery import OutputWriter
 from microseg.engine.metrics import Metrics
@@ -85,8 +86,6 @@ class Runtime:
 
     async def request_erasure(self, customer_id: str) -> str:
         """Queue an ``erasure_requested`` event so the owning worker forgets the customer in order."""
-        from microseg.segments.view import iso
-
         await self.start()
         now = self.clock()
         event_id = f"erasure-{customer_id}-{int(now * 1000)}"
@@ -249,21 +248,9 @@ class Runtime:
             async with self.lock:
                 if partition not in self.ready:
                     return done
-                out = Outputs()
-                states = self.processor._load(partition, keys[start : start + chunk])
-                writes: dict[str, bytes | None] = {}
-                for customer_id, state in states.items():
-                    if state is None or state.rules_version == self.ruleset.version:
-                        continue
-                    result = self.processor.core.advance(customer_id, state, state.evaluated_at)
-                    assert result.state is not None
-                    writes[customer_id] = encode(result.state)
-                    self.processor.wakes.set(partition, customer_id, result.state.wake)
-                    out.add(result)
-                    done += 1
-                if writes:
-                    self.store.put_many(partition, writes)
+                out, moved = self.processor.resync(partition, keys[start : start + chunk])
                 await self._deliver(out)
+                done += moved
         return done
 
     # -- explain ------------------------------------------------------------------------
@@ -289,8 +276,6 @@ class Runtime:
         ]
         labels = state.code.split(CODE_SEPARATOR) if state.code else []
         dimensions = [{"name": d.name, "label": label} for d, label in zip(ruleset.dimensions, labels)]
-        from microseg.segments.view import iso
-
         return {
             "customer_id": customer_id,
             "partition": partition,

@@ -135,6 +135,7 @@ def test_running_worker_ticks_explains_measures_publishes_and_erases(
     exits = {c["segment"] for c in changes if c["cause"] == f"rules:{version}" and c["change"] == "exited"}
     assert "cart_abandoner" in exits
     assert _until(lambda: _request(worker.port, "/health")[1]["rules_version"] == version)
+    assert _request(worker.port, "/segments", token=None)[1]["segments"] == {"everyone": 3}, "populations follow a rules sweep"
 
     # a broken record on the rules topic is refused; the rules in force stay
     producer = KafkaProducer(bootstrap_servers=broker)
