@@ -97,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         result = core.on_event(decode(raw) if raw is not None else None, event)
         if result.duplicate:
             return []
-        if result.state is None:
-            state.delete(key)
-        else:
-            state.set(key, encode(result.state))
+        state.set(key, encode(result.state))
         return result.changes + result.messages if result.messages else result.changes
 
     sdf = app.dataframe(source)

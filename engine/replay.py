@@ -108,10 +108,7 @@ def replay(
         if result.ignored:
             stats.after_erasure += 1
             continue
-        if result.state is None:
-            states.pop(event.customer_id, None)
-        else:
-            states[event.customer_id] = result.state
+        states[event.customer_id] = result.state
         _emit(result, sink, stats)
     if until is not None:
         advance_all(core, states, until, sink, stats)
@@ -126,7 +123,6 @@ def advance_all(core: Core, states: dict[str, CustomerState], until: float, sink
             if state.rules_version == core.ruleset.version:
                 continue
         result = core.advance(customer_id, state, until)
-        assert result.state is not None
         states[customer_id] = result.state
         _emit(result, sink, stats)
 

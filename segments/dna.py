@@ -24,6 +24,7 @@ __all__ = [
     "to_cents",
     "is_duplicate",
     "touched",
+    "most_used_channel",
     "TOUCHES",
     "ABANDON_AFTER_S",
     "AFFINITY_HALF_LIFE_DAYS",
@@ -366,7 +367,7 @@ def touched(before: Dna, event: Event, evaluated_at: float) -> frozenset[str]:
                 extra |= {"last_channel", "channel_switches_30d"}
             if before.channel_days.get(channel) != w.day_of(t):
                 extra.add("channels_30d")
-            if before.preferred_channel is None and channel != _most_used(before):
+            if before.preferred_channel is None and channel != most_used_channel(before):
                 extra.add("preferred_channel")
     if t < before.first_seen:
         extra |= _FIRST_SEEN
@@ -375,7 +376,8 @@ def touched(before: Dna, event: Event, evaluated_at: float) -> frozenset[str]:
     return names | extra if extra else names
 
 
-def _most_used(dna: Dna) -> str | None:
+def most_used_channel(dna: Dna) -> str | None:
+    """The channel used most (ties: alphabetically first); the fallback for ``preferred_channel``."""
     uses = dna.channel_uses
     return min(uses, key=lambda name: (-uses[name], name)) if uses else None
 

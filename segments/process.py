@@ -34,7 +34,7 @@ HELD_KEPT = 3
 class StepResult:
     """A step's outcome: the customer's new state and the records to emit."""
 
-    state: CustomerState | None
+    state: CustomerState
     changes: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     suppressed: list[dict[str, Any]] = field(default_factory=list)
@@ -113,7 +113,6 @@ class Core:
             result.extend(self._sync_rules(customer_id, state, min(until, state.evaluated_at)))
         for _ in range(MAX_WAKES_PER_ADVANCE):
             current = result.state
-            assert current is not None
             wake = current.wake
             if wake is None or wake > until or (not inclusive and wake == until):
                 break
@@ -146,7 +145,6 @@ class Core:
             result = self.advance(customer_id, state, event.t, inclusive=False)
             previous = result.state
             dna = fold(previous.dna, event)
-        assert previous is not None
         if event.type == "erasure_requested":
             return self._erase(customer_id, previous, max(event.t, previous.evaluated_at), event.event_id, result)
         t = max(event.t, previous.evaluated_at)
@@ -161,7 +159,6 @@ class Core:
             if "*" in dirty:
                 dirty = None
         result.extend(self._evaluate(customer_id, previous, dna, t, event.event_id, dirty))
-        assert result.state is not None
         result.state.offset = max(offset, previous.offset)
         return result
 

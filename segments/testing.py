@@ -75,10 +75,7 @@ class Journey:
         self.suppressed: list[dict[str, Any]] = []
 
     def _keep(self, customer_id: str, result: Any) -> None:
-        if result.state is None:
-            self.states.pop(customer_id, None)
-        else:
-            self.states[customer_id] = result.state
+        self.states[customer_id] = result.state
         self.changes += result.changes
         self.messages += result.messages
         self.suppressed += result.suppressed

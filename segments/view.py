@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from microseg.segments import windows as w
-from microseg.segments.dna import ABANDON_AFTER_S, Dna
+from microseg.segments.dna import ABANDON_AFTER_S, Dna, most_used_channel
 from microseg.segments.predictive import PredictiveError, PredictiveModel, score
 
 __all__ = ["DnaView", "journey_stage", "iso", "STAGE_THRESHOLDS", "ONBOARDING_DAYS", "AT_RISK_DAYS", "LAPSED_DAYS"]
@@ -83,12 +83,7 @@ def _abandoned_30d(view: DnaView) -> Any:
 
 def _preferred(view: DnaView) -> Any:
     dna = view.dna
-    if dna.preferred_channel is not None:
-        return dna.preferred_channel
-    uses = dna.channel_uses
-    if not uses:
-        return None
-    return min(uses, key=lambda name: (-uses[name], name))
+    return dna.preferred_channel if dna.preferred_channel is not None else most_used_channel(dna)
 
 
 def _top_category(view: DnaView) -> Any:

@@ -36,6 +36,13 @@ def _by_id(records: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]
     return {r[key]: r for r in records}
 
 
+def _journey_case(env: dict[str, str], journeys: Path) -> tuple[Settings, list[bytes], set[str]]:
+    """Settings, the journey lines, and the change ids replay gives for them."""
+    settings = _settings(env)
+    expected = set(_by_id(_replayed(journeys, settings).change_records, "change_id"))
+    return settings, list(read_lines(str(journeys))), expected
+
+
 def _wait_for_ids(bootstrap: str, topic: str, expected: set[str], key: str, timeout: float = 180.0) -> list[dict[str, Any]]:
     return consume(bootstrap, topic, until=lambda got: expected <= {r[key] for r in got}, timeout=timeout)
 
@@ -75,9 +82,7 @@ def test_two_workers_split_partitions_and_fail_over(
     broker: str, workers: Any, unique_topics: dict[str, str], sample_journeys: Path, tmp_path: Path
 ) -> None:
     env = {**unique_topics, "MICROSEG_TICKS": "false"}
-    settings = _settings(env)
-    lines = list(read_lines(str(sample_journeys)))
-    expected = set(_by_id(_replayed(sample_journeys, settings).change_records, "change_id"))
+    settings, lines, expected = _journey_case(env, sample_journeys)
     one, two = workers(env), workers(env)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -125,9 +130,7 @@ def test_graceful_restart_resumes_from_local_state(
     broker: str, workers: Any, unique_topics: dict[str, str], sample_journeys: Path, tmp_path: Path
 ) -> None:
     env = {**unique_topics, "MICROSEG_TICKS": "false"}
-    settings = _settings(env)
-    lines = list(read_lines(str(sample_journeys)))
-    expected = set(_by_id(_replayed(sample_journeys, settings).change_records, "change_id"))
+    settings, lines, expected = _journey_case(env, sample_journeys)
     first = workers(env, tmp_path / "state")
     first.wait_assigned()
     produce_lines(settings, broker, lines[: len(lines) // 2])

@@ -185,10 +185,7 @@ def test_ticking_often_gives_the_same_changes_as_waiting_for_events(journeys: li
             eager.changes(result.changes)
             eager.messages(result.messages)
         result = starter_core.on_event(ticking.get(event.customer_id), event)
-        if result.state is None:
-            ticking.pop(event.customer_id, None)
-        else:
-            ticking[event.customer_id] = result.state
+        ticking[event.customer_id] = result.state
         eager.changes(result.changes)
         eager.messages(result.messages)
     for customer_id in sorted(ticking):
@@ -211,9 +208,7 @@ def test_state_round_trip_does_not_change_the_outcome(journeys: list[bytes], sta
         event = decode_event(raw)
         previous = states.get(event.customer_id)
         result = starter_core.on_event(None if previous is None else decode(previous), event)
-        if result.state is None:
-            states.pop(event.customer_id, None)
-        elif not result.duplicate:
+        if not result.duplicate:
             states[event.customer_id] = encode(result.state)
         through_bytes.changes(result.changes)
         through_bytes.messages(result.messages)
