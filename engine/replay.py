@@ -119,9 +119,9 @@ def advance_all(core: Core, states: dict[str, CustomerState], until: float, sink
     """Let time run on to ``until`` for every customer (in customer-id order, for determinism)."""
     for customer_id in sorted(states):
         state = states[customer_id]
-        if state.wake is None or state.wake > until:
-            if state.rules_version == core.ruleset.version:
-                continue
+        nothing_due = state.wake is None or state.wake > until
+        if nothing_due and state.rules_version == core.ruleset.version:
+            continue
         result = core.advance(customer_id, state, until)
         states[customer_id] = result.state
         _emit(result, sink, stats)
