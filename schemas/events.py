@@ -233,7 +233,7 @@ def _typed_model(kind: str, props: type[_Props]) -> type[BaseModel]:
     )
 
 
-_TYPED = TypeAdapter(
+_TYPED: TypeAdapter[Any] = TypeAdapter(
     Annotated[Union[tuple(_typed_model(k, m) for k, m in PROPS_BY_TYPE.items())], Field(discriminator="type")]  # type: ignore[misc]
 )
 """All event types in one validator, straight from JSON bytes: the fast path for good input.

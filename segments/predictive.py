@@ -212,16 +212,16 @@ class PredictiveModel:
             clv = data.get("clv") or {}
             fit = data.get("fit")
             return cls(
-                bgnbd=BgNbdParams(r=bg["r"], alpha=bg["alpha"], a=bg["a"], b=bg["b"]),
-                gamma_gamma=GammaGammaParams(p=gg["p"], q=gg["q"], v=gg["v"]),
+                bgnbd=BgNbdParams(**{name: _positive(name, bg[name]) for name in ("r", "alpha", "a", "b")}),
+                gamma_gamma=GammaGammaParams(**{name: _positive(name, gg[name]) for name in ("p", "q", "v")}),
                 unit=data.get("unit", "weeks"),
                 discount_rate_monthly=clv.get("discount_rate_monthly", 0.0),
                 fit=FitInfo(**fit) if fit is not None else None,
             )
-        except ModelFileError as exc:
-            raise ModelFileError(f"{origin}: {exc}") from None
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ModelFileError(f"{origin}: missing or malformed entry ({exc}); refit with `microseg fit`") from None
+        except ModelFileError as invalid:
+            raise ModelFileError(f"{origin}: {invalid}") from None
+        except (KeyError, TypeError, AttributeError) as malformed:
+            raise ModelFileError(f"{origin}: missing or malformed entry ({malformed}); refit with `microseg fit`") from None
 
     @classmethod
     def from_json(cls, text: str | bytes, origin: str = "model") -> PredictiveModel:

@@ -10,7 +10,7 @@ agree. Everything here is pure: state in, state and records out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from microseg.schemas.events import Event
@@ -30,17 +30,33 @@ MAX_WAKES_PER_ADVANCE = 10_000
 HELD_KEPT = 3
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class StepResult:
-    """A step's outcome: the customer's new state and the records to emit."""
+    """A step's outcome: the customer's new state and the records to emit. ``ignored``: the event
+    was for an erased customer and was dropped."""
 
     state: CustomerState
-    changes: list[dict[str, Any]] = field(default_factory=list)
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    suppressed: list[dict[str, Any]] = field(default_factory=list)
-    duplicate: bool = False
-    ignored: bool = False
-    """The event was for an erased customer and was dropped."""
+    changes: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    suppressed: list[dict[str, Any]]
+    duplicate: bool
+    ignored: bool
+
+    def __init__(
+        self,
+        state: CustomerState,
+        changes: list[dict[str, Any]] | None = None,
+        messages: list[dict[str, Any]] | None = None,
+        suppressed: list[dict[str, Any]] | None = None,
+        duplicate: bool = False,
+        ignored: bool = False,
+    ) -> None:
+        self.state = state
+        self.changes = [] if changes is None else changes
+        self.messages = [] if messages is None else messages
+        self.suppressed = [] if suppressed is None else suppressed
+        self.duplicate = duplicate
+        self.ignored = ignored
 
     def extend(self, other: StepResult) -> None:
         self.changes += other.changes

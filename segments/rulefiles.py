@@ -57,7 +57,7 @@ RULE_FILE_SUFFIXES = (".yaml", ".yml")
 _SECTIONS = ("microsegments", "messages", "contact_policy")
 _UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60}
 _ITEM_MODELS: dict[str, type[BaseModel]] = {"segments": SegmentModel, "messages": MessageModel}
-_ADAPTERS = {name: TypeAdapter(Annotated[field.annotation, field]) for name, field in RuleFileModel.model_fields.items()}
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {name: TypeAdapter(Annotated[field.annotation, field]) for name, field in RuleFileModel.model_fields.items()}
 
 Path_ = tuple[str | int, ...]
 

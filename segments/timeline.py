@@ -82,10 +82,10 @@ def time_dependence(ruleset: RuleSet) -> TimeDependence:
         for name, values in expr.thresholds.items():
             thresholds.setdefault(name, set()).update(values)
     if "journey_stage" in used:
-        for name, values in STAGE_THRESHOLDS.items():
+        for name, stage_values in STAGE_THRESHOLDS.items():
             if name not in opaque:
                 used.add(name)
-                thresholds.setdefault(name, set()).update(values)
+                thresholds.setdefault(name, set()).update(stage_values)
     counters = tuple(
         (name, None if name in opaque or name not in thresholds else _crossing_days(thresholds[name]))
         for name in _COUNTERS
@@ -117,7 +117,7 @@ def _next_day_step(base: float, now: float) -> float:
 
 def _crossing_days(thresholds: Iterable[float]) -> tuple[int, ...]:
     """Whole-day counts at which ``days OP c`` can flip, for every threshold c: floor(c) and floor(c)+1."""
-    steps = set()
+    steps: set[int] = set()
     for c in thresholds:
         k = math.floor(c)
         steps.update(step for step in (k, k + 1) if step >= 0)
@@ -168,6 +168,7 @@ def next_wake(dep: TimeDependence, dna: Dna, now: float, *, has_model: bool) -> 
     """
     best = math.inf
     day = w.DAY
+    base: float | None
     for name, steps in dep.counters:
         if name == "days_since_last_activity":
             base = dna.last_activity if dna.last_activity is not None else dna.first_seen
@@ -189,9 +190,9 @@ def next_wake(dep: TimeDependence, dna: Dna, now: float, *, has_model: bool) -> 
         if at < best:
             best = at
     if dep.spans and dna.windows.rows:
-        at = dna.windows.next_expiry(now, dep.spans)
-        if at is not None and at < best:
-            best = at
+        expiry = dna.windows.next_expiry(now, dep.spans)
+        if expiry is not None and expiry < best:
+            best = expiry
     if dep.carts and dna.cart_at is not None:
         deadline = dna.cart_at + ABANDON_AFTER_S
         at = deadline if deadline > now else float((int(deadline // day) + 30) * day)
@@ -207,8 +208,8 @@ def next_wake(dep: TimeDependence, dna: Dna, now: float, *, has_model: bool) -> 
             if now < at < best:
                 best = at
     if dep.predictive and has_model and dna.first_purchase is not None:
-        base = dna.first_purchase
-        at = base + (math.floor((now - base) / day) + 1) * day
+        first_purchase = dna.first_purchase
+        at = first_purchase + (math.floor((now - first_purchase) / day) + 1) * day
         if at < best:
             best = at
     return None if best == math.inf else best

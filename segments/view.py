@@ -185,6 +185,9 @@ class DnaView(dict[str, Any]):
     """The DNA of one customer at instant ``now``; fields are computed on first read."""
 
     __slots__ = ("dna", "now", "model")
+    dna: Dna
+    now: float
+    model: PredictiveModel | None
 
     def __init__(self, dna: Dna, now: float, model: PredictiveModel | None = None) -> None:
         super().__init__()

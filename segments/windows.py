@@ -1,7 +1,7 @@
 """Sliding event-time windows: sparse per-day counters with running totals.
 
 A customer's windowed metrics (sessions, purchases, spend, ...) live in ``Windows``: UTC day
-number -> list of metric values, plus the 7/30/90-day totals as of the newest day seen. A
+number -> list of integer metric values (money in cents), plus the 7/30/90-day totals as of the newest day seen. A
 ``w``-day window at instant ``t`` covers the UTC day of ``t`` and the ``w - 1`` days before it,
 so windows are exact at day granularity and a day's counts leave a window at the UTC midnight
 ``(day + w) * 86400``. Reading a total is O(1) on the newest day and O(days elapsed) after;
@@ -51,19 +51,33 @@ def day_of(t: float) -> int:
     return int(t // DAY)
 
 
-def _zeros() -> list[list[float]]:
+def _zeros() -> list[list[int]]:
     return [[0] * METRICS for _ in SPANS]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Windows:
     """Per-day rows and the running totals of each span as of ``day`` (the newest day seen)."""
 
-    rows: dict[int, list[float]] = field(default_factory=dict)
-    totals: list[list[float]] = field(default_factory=_zeros)
-    day: int = -1
-    shared: bool = field(default=False, compare=False, repr=False)
-    _expiry: tuple[int, tuple[int, ...], float | None] | None = field(default=None, compare=False, repr=False)
+    rows: dict[int, list[int]]
+    totals: list[list[int]]
+    day: int
+    shared: bool = field(compare=False, repr=False)
+    _expiry: tuple[int, tuple[int, ...], float | None] | None = field(compare=False, repr=False)
+
+    def __init__(
+        self,
+        rows: dict[int, list[int]] | None = None,
+        totals: list[list[int]] | None = None,
+        day: int = -1,
+        shared: bool = False,
+        expiry: tuple[int, tuple[int, ...], float | None] | None = None,
+    ) -> None:
+        self.rows = {} if rows is None else rows
+        self.totals = _zeros() if totals is None else totals
+        self.day = day
+        self.shared = shared
+        self._expiry = expiry
 
     def copy(self) -> Windows:
         """A snapshot that shares storage until either side is written (copy on write)."""
@@ -95,7 +109,7 @@ class Windows:
             del rows[gone]
             self._expiry = None
 
-    def add(self, t: float, metric: int, amount: float = 1) -> None:
+    def add(self, t: float, metric: int, amount: int = 1) -> None:
         self._own()
         day = int(t // DAY)
         if self.day < 0:
@@ -118,7 +132,7 @@ class Windows:
                 totals = self.totals[i] = self.totals[i][:]
                 totals[metric] += amount
 
-    def total(self, now: float, metric: int, span: int) -> float:
+    def total(self, now: float, metric: int, span: int) -> int:
         """Sum of ``metric`` over the ``span``-day window ending at ``now`` (now >= newest event)."""
         if self.day < 0:
             return 0
@@ -135,13 +149,12 @@ class Windows:
                     value -= row[metric]
         elif lag < 0:
             return self.scan(now, metric, span)
-        return round(value, 6) if type(value) is float else value
+        return value
 
-    def scan(self, now: float, metric: int, span: int) -> float:
+    def scan(self, now: float, metric: int, span: int) -> int:
         """The same total by brute force (reference for tests and for reads in the past)."""
         today = int(now // DAY)
-        value = sum(row[metric] for day, row in self.rows.items() if today - span < day <= today)
-        return round(value, 6) if type(value) is float else value
+        return sum(row[metric] for day, row in self.rows.items() if today - span < day <= today)
 
     def next_expiry(self, now: float, spans: tuple[int, ...]) -> float | None:
         """Earliest instant after ``now`` at which a day with counts leaves one of ``spans``."""

@@ -95,6 +95,11 @@ def _is_number_lit(node: Node) -> bool:
     return isinstance(node, Lit) and type(node.value) in (int, float)
 
 
+def _number(node: Node) -> float:
+    assert isinstance(node, Lit) and isinstance(node.value, (int, float))
+    return float(node.value)
+
+
 class _Meta:
     """Fields, functions, numeric thresholds and opaque uses, for the timeline."""
 
@@ -113,9 +118,9 @@ class _Meta:
             self.fields.add(node.name)
             self.opaque.add(node.name)
         elif isinstance(node, Compare) and isinstance(node.left, Name) and _is_number_lit(node.right):
-            self.threshold(node.left.name, [node.right.value])  # type: ignore[list-item]
+            self.threshold(node.left.name, [_number(node.right)])
         elif isinstance(node, Compare) and isinstance(node.right, Name) and _is_number_lit(node.left):
-            self.threshold(node.right.name, [node.left.value])  # type: ignore[list-item]
+            self.threshold(node.right.name, [_number(node.left)])
         elif (
             isinstance(node, In)
             and isinstance(node.left, Name)
@@ -123,7 +128,7 @@ class _Meta:
             and node.right.items
             and all(_is_number_lit(i) for i in node.right.items)
         ):
-            self.threshold(node.left.name, [i.value for i in node.right.items])  # type: ignore[union-attr]
+            self.threshold(node.left.name, [_number(i) for i in node.right.items])
         else:
             if isinstance(node, Call):
                 self.functions.add(node.name)

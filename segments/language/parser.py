@@ -241,9 +241,13 @@ def _expected(names: set[str] | frozenset[str]) -> str:
     return ", ".join(described[:-1]) + (" or " if len(described) > 1 else "") + described[-1] if described else "something else"
 
 
+def _token_pos(child: Token | Tree) -> int:
+    return (child.start_pos or 0) if isinstance(child, Token) else 0
+
+
 def _syntax_issue(text: str, exc: UnexpectedInput) -> Issue:
     if isinstance(exc, UnexpectedCharacters):
-        pos = exc.pos_in_stream
+        pos = exc.pos_in_stream or 0
         char = text[pos]
         if char in "'\"":
             return Issue(pos, "unterminated string; close it with the same quote on the same line")
@@ -384,7 +388,7 @@ class _Converter:
         children = tree.children
         first = self.convert(children[0])
         rest = tuple(
-            (str(children[i]), children[i].start_pos or 0, self.convert(children[i + 1]))
+            (str(children[i]), _token_pos(children[i]), self.convert(children[i + 1]))
             for i in range(1, len(children), 2)
         )
         return Arith(pos, first, rest)
@@ -394,15 +398,15 @@ class _Converter:
 
     def _compare(self, tree: Tree, pos: int) -> Node:
         left, op, right = tree.children
-        return Compare(pos, str(op), op.start_pos or 0, self.convert(left), self.convert(right))
+        return Compare(pos, str(op), _token_pos(op), self.convert(left), self.convert(right))
 
     def _in(self, tree: Tree, pos: int) -> Node:
         left, op, right = tree.children
-        return In(pos, False, op.start_pos or 0, self.convert(left), self.convert(right))
+        return In(pos, False, _token_pos(op), self.convert(left), self.convert(right))
 
     def _not_in(self, tree: Tree, pos: int) -> Node:
         left, op, _, right = tree.children
-        return In(pos, True, op.start_pos or 0, self.convert(left), self.convert(right))
+        return In(pos, True, _token_pos(op), self.convert(left), self.convert(right))
 
     def _is_null(self, tree: Tree, pos: int) -> Node:
         return IsNull(pos, False, self.convert(tree.children[0]))

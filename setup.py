@@ -1,0 +1,94 @@
+"""Build hook: compiles the pure core with mypyc when it can; everything else is in pyproject.toml.
+
+The compiled modules behave exactly as their sources (the test suite runs against them, and
+``tests/segments/test_native.py`` compares both builds). Without a C compiler, or with
+``MICROSEG_PURE_PYTHON=1`` at install time, the package installs as plain Python.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+PACKAGE_DIRS = {"microseg": "microseg", "microseg.schemas": "schemas", "microseg.segments": "segments"}
+STAGE = ROOT / "build" / "mypyc-src"
+
+
+def _native_constants() -> dict[str, object]:
+    """``MODULES``, ``GROUP`` and ``MANIFEST`` from segments/native.py, without importing the package."""
+    tree = ast.parse((ROOT / "segments" / "native.py").read_text())
+    wanted = {"MODULES", "GROUP", "MANIFEST"}
+    found: dict[str, object] = {}
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0] if isinstance(node, ast.Assign) else None
+        if isinstance(target, ast.Name) and target.id in wanted and node.value is not None:
+            found[target.id] = ast.literal_eval(node.value)
+    return found
+
+
+NATIVE = _native_constants()
+MODULES: tuple[str, ...] = NATIVE["MODULES"]  # type: ignore[assignment]
+
+
+def _source(module: str) -> Path:
+    return ROOT.joinpath("segments", *module.split(".")[2:]).with_suffix(".py")
+
+
+def _stage() -> list[str]:
+    """Copy the sources into a ``microseg/...`` tree: mypyc names modules after their path."""
+    shutil.rmtree(STAGE, ignore_errors=True)
+    for package, directory in PACKAGE_DIRS.items():
+        target = STAGE.joinpath(*package.split("."))
+        shutil.copytree(ROOT / directory, target, ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.json", "*.lark", "models"))
+    return [str(STAGE.joinpath(*m.split(".")).with_suffix(".py")) for m in MODULES]
+
+
+BUILDING = {"build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install"}
+
+
+def _extensions() -> list[object]:
+    if not BUILDING.intersection(sys.argv[1:]):
+        return []
+    if os.environ.get("MICROSEG_PURE_PYTHON", "").strip().lower() not in ("", "0", "false", "no"):
+        print("microseg: MICROSEG_PURE_PYTHON is set: installing the core as plain Python", file=sys.stderr)
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        print("microseg: mypyc is not available: installing the core as plain Python", file=sys.stderr)
+        return []
+    try:
+        extensions = mypycify(
+            ["--ignore-missing-imports", *_stage()], opt_level="3", group_name=str(NATIVE["GROUP"]), target_dir=str(STAGE / "c")
+        )
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure leaves a working pure-Python install
+        print(f"microseg: mypyc could not compile the core ({exc}): installing it as plain Python", file=sys.stderr)
+        return []
+    for extension in extensions:
+        extension.optional = True
+    return extensions
+
+
+class BuildNative(build_ext):
+    """Builds the compiled core, then writes the manifest that ``segments.native`` checks."""
+
+    def run(self) -> None:
+        super().run()
+        built = [self.get_ext_fullpath(e.name) for e in self.extensions]
+        if not built or not all(os.path.exists(p) for p in built):
+            return
+        manifest = Path(self.get_ext_fullpath(MODULES[0])).parent / str(NATIVE["MANIFEST"])
+        sources = {m: hashlib.sha256(_source(m).read_bytes()).hexdigest() for m in MODULES}
+        manifest.write_text(json.dumps({"sources": sources}, indent=1) + "\n")
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildNative})
