@@ -6,11 +6,13 @@ built on them do not change meaning between versions.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter as CounterOf
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "observe_many"]
 
 _STEP_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
@@ -72,3 +74,14 @@ class Metrics:
             self.messages.labels(message=message, channel=channel).inc(count)
         for (message, reason), count in CounterOf((h["message"], h["reason"]) for h in suppressed).items():
             self.suppressed.labels(message=message, reason=reason).inc(count)
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for every value, with one increment per bucket touched instead of two
+    locked increments per value (a batch observes thousands of latencies)."""
+    if not values:
+        return
+    buckets = histogram._buckets  # noqa: SLF001 - prometheus_client has no bulk observe
+    for index, count in CounterOf(bisect_left(histogram._upper_bounds, v) for v in values).items():  # noqa: SLF001
+        buckets[index].inc(count)
+    histogram._sum.inc(sum(values))  # noqa: SLF001

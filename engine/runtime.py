@@ -25,7 +25,7 @@ from microseg.segments.state import StateFormatError, decode
 from microseg.segments.view import iso
 
 from microseg.engine.delivery import OutputWriter
-from microseg.engine.metrics import Metrics
+from microseg.engine.metrics import Metrics, observe_many
 from microseg.engine.processor import BatchProcessor, Outputs, Record
 from microseg.engine.settings import Settings
 from microseg.engine.store import DnaStore
@@ -197,8 +197,7 @@ class Runtime:
             await asyncio.gather(*futures)
         await self.store.flush()
         now = time.time()
-        for produced_ms in out.source_ms:
-            self.metrics.produce_to_output_seconds.observe(max(now - produced_ms / 1000, 0.0))
+        observe_many(self.metrics.produce_to_output_seconds, [max(now - produced_ms / 1000, 0.0) for produced_ms in out.source_ms])
         self._count(out, now)
 
     def _count(self, out: Outputs, now: float) -> None:
@@ -207,8 +206,7 @@ class Runtime:
             return
         for partition, delta in out.moves.items():
             self.populations.setdefault(partition, Counter()).update(delta)
-        for event_t in out.source_t:
-            self.metrics.event_time_lag_seconds.observe(max(now - event_t, 0.0))
+        observe_many(self.metrics.event_time_lag_seconds, [max(now - event_t, 0.0) for event_t in out.source_t])
         self._refresh_gauges()
 
     def _refresh_gauges(self) -> None:
