@@ -94,7 +94,17 @@ def machine_info() -> dict[str, Any]:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": mem_gib, "python": platform.python_version(), "platform": platform.platform()}
+    from microseg.segments.native import build
+
+    core = build()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gib": mem_gib,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "core_build": "mypyc" if core.compiled else f"python ({core.reason})",
+    }
 
 
 # -- progress -----------------------------------------------------------------------------
@@ -573,11 +583,12 @@ class _CountingSink:
 def replay_figures(lines: list[bytes], settings: Settings) -> dict[str, Any]:
     """The pure core over ``lines`` in-process; events/s and the mean encoded state size."""
     from microseg.engine.replay import replay
-    from microseg.engine.worker import load_predictive_model, load_ruleset
+    from microseg.engine.worker import load_predictive_model, load_ruleset, tune_gc
     from microseg.segments.process import Core
     from microseg.segments.state import encode
 
     core = Core(load_ruleset(settings), load_predictive_model(settings))
+    tune_gc()
     started = time.perf_counter()
     stats, states = replay(lines, core, _CountingSink())
     seconds = time.perf_counter() - started

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from microseg.engine.settings import load_settings
-    from microseg.engine.worker import load_predictive_model, load_ruleset
+    from microseg.engine.worker import load_predictive_model, load_ruleset, tune_gc
     from microseg.schemas.events import InvalidEvent, decode_event
     from microseg.segments.process import Core
     from microseg.segments.state import decode, encode
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     settings = load_settings(rules_dir=Path(args.rules) if args.rules else None)
     core = Core(load_ruleset(settings), load_predictive_model(settings))
+    tune_gc()
 
     processed = 0
     first: list[float] = []

@@ -105,8 +105,11 @@ def replay_command(
     from microseg.segments.process import Core
     from microseg.segments.state import encode
 
+    from microseg.engine.worker import tune_gc
+
     ruleset = _load_ruleset(rules)
     core = Core(ruleset, _load_model(model, no_model))
+    tune_gc()
     until_t = _parse_instant(until, "--until") if until else None
     out_handle = open(out, "wb") if out else None  # noqa: SIM115
     dlq_handle = open(dlq, "wb") if dlq else None  # noqa: SIM115

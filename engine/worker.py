@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -15,7 +16,7 @@ from microseg.segments.rulefiles import load_rules
 from microseg.engine.broker import broker_for
 from microseg.engine.settings import Settings
 
-__all__ = ["run_worker", "load_ruleset", "load_predictive_model", "quiet_loggers"]
+__all__ = ["run_worker", "load_ruleset", "load_predictive_model", "quiet_loggers", "tune_gc"]
 
 log = logging.getLogger("microseg.worker")
 
@@ -41,6 +42,15 @@ def quiet_loggers(level: int = logging.INFO) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def tune_gc() -> None:
+    """Start-up objects (modules, rules, model) out of the collector's scans, and young collections
+    every 50,000 allocations instead of 700: the hot path makes many short-lived objects without
+    cycles, which reference counting frees anyway; collecting after every few events cost ~5%."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def run_worker(settings: Settings) -> None:
     """Run until interrupted; with no broker configured, an embedded one lives as long as the worker."""
     import faust
@@ -52,6 +62,7 @@ def run_worker(settings: Settings) -> None:
     quiet_loggers(logging.DEBUG if os.environ.get("MICROSEG_DEBUG") else logging.INFO)
     ruleset = load_ruleset(settings)
     model = load_predictive_model(settings)
+    tune_gc()
     try:
         import uvloop
 
