@@ -138,13 +138,19 @@ class FitInfo:
     mean_repeat_spend: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Scores:
     """The predictive DNA fields for one customer; ``churn_risk`` is ``1 - p_alive``."""
 
     p_alive: float
     expected_purchases_90d: float
     clv_12m: float
+
+    def __init__(self, p_alive: float, expected_purchases_90d: float, clv_12m: float) -> None:
+        """Written out rather than generated: a compiled ``__init__`` is several times faster."""
+        self.p_alive = p_alive
+        self.expected_purchases_90d = expected_purchases_90d
+        self.clv_12m = clv_12m
 
 
 @dataclass(frozen=True, slots=True)
