@@ -16,7 +16,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from microseg.engine.processor import Record
 from microseg.engine.runtime import Runtime
 from microseg.engine.settings import Settings
 
@@ -80,11 +79,7 @@ async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, 
                 log.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(1)
                 continue
-            records = [
-                Record(tp.partition, m.offset, m.key, m.value, m.timestamp)
-                for tp, messages in batches.items()
-                for m in messages
-            ]
+            records = [m for messages in batches.values() for m in messages]
             if records:
                 log.debug("batch of %d records from partitions %s", len(records), sorted(tp.partition for tp in batches))
                 await runtime.handle(records, commit=commit)

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from microseg.schemas.events import InvalidEvent, decode_event
 from microseg.segments.process import Core, StepResult
@@ -26,19 +26,40 @@ from microseg.engine.metrics import Metrics
 from microseg.engine.sinks import dead_letter
 from microseg.engine.store import DnaStore
 
-__all__ = ["Record", "Outputs", "BatchProcessor", "WakeIndex"]
+__all__ = ["InputRecord", "Record", "Outputs", "BatchProcessor", "WakeIndex"]
 
 log = logging.getLogger(__name__)
 
 
+class InputRecord(Protocol):
+    """What the processor reads of an input record: aiokafka's ``ConsumerRecord`` as fetched (no
+    copy per record on the hot path), or a ``Record``."""
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes: ...
+
+    @property
+    def timestamp(self) -> int | None:
+        """Produce time (ms since the epoch) when known."""
+
+
 class Record(NamedTuple):
-    """An input record as the consumer received it."""
+    """An input record built by hand (tests, tools)."""
 
     partition: int
     offset: int
     key: bytes | None
     value: bytes
-    timestamp_ms: int | None = None
+    timestamp: int | None = None
 
 
 @dataclass
@@ -166,10 +187,10 @@ class BatchProcessor:
             self.store.put_many(partition, writes)
         self.customers[partition] = self.customers.get(partition, 0) + joined
 
-    def process(self, records: Sequence[Record], now: float) -> Outputs:
+    def process(self, records: Sequence[InputRecord], now: float) -> Outputs:
         """Step every record of the batch (``now``: the wall clock); returns the outputs to deliver before flushing state."""
         out = Outputs()
-        by_partition: dict[int, list[tuple[Record, Any]]] = {}
+        by_partition: dict[int, list[tuple[InputRecord, Any]]] = {}
         metrics = self.metrics
         for record in records:
             newest = self.newest.get(record.partition)
@@ -211,8 +232,8 @@ class BatchProcessor:
                 if result.changes:
                     out.add_moves(partition, result.changes)
                     out.source_t.append(event.t)
-                    if record.timestamp_ms:
-                        out.source_ms.append(record.timestamp_ms)
+                    if record.timestamp:
+                        out.source_ms.append(record.timestamp)
             self._stage(partition, states, touched, known)
             metrics.processing_seconds.observe((time.perf_counter() - started) / len(items))
         for kind, count in types.items():

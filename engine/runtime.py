@@ -26,7 +26,7 @@ from microseg.segments.view import iso
 
 from microseg.engine.delivery import OutputWriter
 from microseg.engine.metrics import Metrics, observe_many
-from microseg.engine.processor import BatchProcessor, Outputs, Record
+from microseg.engine.processor import BatchProcessor, InputRecord, Outputs
 from microseg.engine.settings import Settings
 from microseg.engine.store import DnaStore
 
@@ -155,7 +155,7 @@ class Runtime:
                 if partition in self.assigned:
                     await self._ensure_ready(partition)
 
-    async def handle(self, records: Sequence[Record], commit: Callable[[dict[int, int]], Awaitable[None]] | None = None) -> Outputs:
+    async def handle(self, records: Sequence[InputRecord], commit: Callable[[dict[int, int]], Awaitable[None]] | None = None) -> Outputs:
         """Process one input batch; outputs and state are durable, then ``commit`` gets the next offsets."""
         started = time.perf_counter()
         await self.start()
