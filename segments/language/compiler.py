@@ -113,14 +113,30 @@ class _Meta:
         self.fields.add(name)
         self.thresholds.setdefault(name, set()).update(float(v) for v in values)
 
+    def compared(self, node: Node) -> str | None:
+        """The field whose value ``node`` is wherever it is not null: a name, or ``coalesce(name,
+        numbers...)`` (the fallback is constant, so only the field's own crossings can flip it)."""
+        if isinstance(node, Name):
+            return node.name
+        if (
+            isinstance(node, Call)
+            and node.name == "coalesce"
+            and len(node.args) >= 2
+            and isinstance(node.args[0], Name)
+            and all(_is_number_lit(a) for a in node.args[1:])
+        ):
+            self.functions.add(node.name)
+            return node.args[0].name
+        return None
+
     def walk(self, node: Node) -> None:
         if isinstance(node, Name):
             self.fields.add(node.name)
             self.opaque.add(node.name)
-        elif isinstance(node, Compare) and isinstance(node.left, Name) and _is_number_lit(node.right):
-            self.threshold(node.left.name, [_number(node.right)])
-        elif isinstance(node, Compare) and isinstance(node.right, Name) and _is_number_lit(node.left):
-            self.threshold(node.right.name, [_number(node.left)])
+        elif isinstance(node, Compare) and _is_number_lit(node.right) and (name := self.compared(node.left)) is not None:
+            self.threshold(name, [_number(node.right)])
+        elif isinstance(node, Compare) and _is_number_lit(node.left) and (name := self.compared(node.right)) is not None:
+            self.threshold(name, [_number(node.left)])
         elif (
             isinstance(node, In)
             and isinstance(node.left, Name)

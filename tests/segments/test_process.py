@@ -290,3 +290,22 @@ def test_profile_attributes_of_mixed_types_stay_bounded() -> None:
     j.send("c1", "profile_updated", "2026-01-01T01:00:00Z", attributes={"tier": "gold"})
     assert j.segments("c1") == ("gold",)
     assert len(j.states["c1"].dna.attributes) <= 32
+
+
+def test_memberships_after_advancing_equal_a_fresh_evaluation_at_any_instant(journeys: list[bytes], starter_core: Core) -> None:
+    """No time-based change is missed: whatever the wake-up schedule skipped could not have changed."""
+    from microseg.segments.evaluate import dna_code, evaluate_segments
+
+    _, states = replay(journeys, starter_core, ListSink())
+    ruleset = starter_core.ruleset
+    probes = 0
+    for customer_id, state in sorted(states.items()):
+        start = state.evaluated_at
+        for step in range(1, 160):
+            at = start + step * 13_333.0
+            state = starter_core.advance(customer_id, state, at).state
+            view = starter_core.view(state.dna, at)
+            assert state.segments == evaluate_segments(ruleset, view), (customer_id, at)
+            assert state.code == dna_code(ruleset, view), (customer_id, at)
+            probes += 1
+    assert probes > 10_000

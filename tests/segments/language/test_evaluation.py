@@ -168,7 +168,10 @@ META_ROWS: list[tuple[str, dict[str, set[float]], set[str], set[str], set[str]]]
     ("tenure_days + 1 > 30", {}, {"tenure_days"}, {"tenure_days"}, set()),
     ("journey_stage == 'active'", {}, {"journey_stage"}, {"journey_stage"}, set()),
     ("affinity(top_category) > 0.5 and sessions_7d >= 2", {"sessions_7d": {2.0}}, {"top_category"}, {"top_category", "sessions_7d"}, {"affinity"}),
-    ("coalesce(nps, 0) > 8 or nps > 9", {"nps": {9.0}}, {"nps"}, {"nps"}, {"coalesce"}),
+    ("coalesce(nps, 0) > 8 or nps > 9", {"nps": {8.0, 9.0}}, set(), {"nps"}, {"coalesce"}),
+    ("coalesce(days_since_last_purchase, 9999) > 3", {"days_since_last_purchase": {3.0}}, set(), {"days_since_last_purchase"}, {"coalesce"}),
+    ("coalesce(days_since_last_purchase, tenure_days) > 3", {}, {"days_since_last_purchase", "tenure_days"}, {"days_since_last_purchase", "tenure_days"}, {"coalesce"}),
+    ("coalesce(nps, 0) + 1 > 8", {}, {"nps"}, {"nps"}, {"coalesce"}),
     ("days_since_last_purchase is null", {}, {"days_since_last_purchase"}, {"days_since_last_purchase"}, set()),
 ]
 
