@@ -219,7 +219,6 @@ class DnaView(dict[str, Any]):
     model: PredictiveModel | None
 
     def __init__(self, dna: Dna, now: float, model: PredictiveModel | None = None) -> None:
-        super().__init__()
         self.dna = dna
         self.now = now
         self.model = model

@@ -110,7 +110,8 @@ class Windows:
             self._expiry = None
 
     def add(self, t: float, metric: int, amount: int = 1) -> None:
-        self._own()
+        if self.shared:
+            self._own()
         day = int(t // DAY)
         if self.day < 0:
             self.day = day
@@ -127,10 +128,10 @@ class Windows:
             row = row[:]
         row[metric] += amount
         self.rows[day] = row
+        totals = self.totals
         for i, span in enumerate(SPANS):
             if age < span:
-                totals = self.totals[i] = self.totals[i][:]
-                totals[metric] += amount
+                totals[i][metric] += amount
 
     def total(self, now: float, metric: int, span: int) -> int:
         """Sum of ``metric`` over the ``span``-day window ending at ``now`` (now >= newest event)."""
