@@ -87,8 +87,9 @@ def replay(
     states = {} if states is None else states
     stats = ReplayStats()
     newest: float = time.time() if now is None else now
+    on_event = core.on_event
+    number = 0
     for number, raw in enumerate(lines, start=1):
-        stats.lines += 1
         if on_line is not None:
             on_line(len(raw) + 1)
         try:
@@ -98,18 +99,19 @@ def replay(
             stats.rejected_reasons[str(exc).split(":")[0]] += 1
             sink.dead_letter(dead_letter(str(exc), raw, topic=source, partition=None, offset=number))
             continue
-        stats.events += 1
         if event.t > newest:
             newest = event.t
-        result = core.on_event(states.get(event.customer_id), event)
+        result = on_event(states.get(event.customer_id), event)
         if result.duplicate:
             stats.duplicates += 1
-            continue
-        if result.ignored:
+        elif result.ignored:
             stats.after_erasure += 1
-            continue
-        states[event.customer_id] = result.state
-        _emit(result, sink, stats)
+        else:
+            states[event.customer_id] = result.state
+            if result.changes or result.messages or result.suppressed:
+                _emit(result, sink, stats)
+    stats.lines = number
+    stats.events = number - stats.rejected
     if until is not None:
         advance_all(core, states, until, sink, stats)
     return stats, states

@@ -51,6 +51,7 @@ __all__ = [
     "expected_purchases",
     "expected_spend",
     "score",
+    "alive_probability",
 ]
 
 MODEL_FORMAT = "microseg.predictive"
@@ -302,15 +303,16 @@ def _check(x: int, t_x: float, T: float, m_x: float | None) -> None:
         raise ScoreInputError(msg)
 
 
+def alive_probability(model: PredictiveModel, x: int, t_x: float, T: float, m_x: float | None) -> float:
+    """``score(...).p_alive`` alone, without the expected purchases (two hypergeometric series)."""
+    _check(x, t_x, T, m_x)
+    return 1.0 if x == 0 else p_alive(model.bgnbd, x, t_x, T)
+
+
 def score(model: PredictiveModel, x: int, t_x: float, T: float, m_x: float | None) -> Scores:
     """The predictive DNA fields of one customer; x, t_x, T in ``model.unit``."""
-    _check(x, t_x, T, m_x)
+    alive = alive_probability(model, x, t_x, T, m_x)
     bg = model.bgnbd
-    if x == 0:
-        t_x = 0.0
-        alive = 1.0
-    else:
-        alive = p_alive(bg, x, t_x, T)
     e90 = _expected_if_alive(bg, model._h90, x, T) * alive
     spend = expected_spend(model.gamma_gamma, x, m_x)
     d = model.discount_rate_monthly

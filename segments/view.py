@@ -14,7 +14,7 @@ from typing import Any
 
 from microseg.segments import windows as w
 from microseg.segments.dna import ABANDON_AFTER_S, Dna, most_used_channel
-from microseg.segments.predictive import PredictiveError, PredictiveModel, score
+from microseg.segments.predictive import PredictiveError, PredictiveModel, alive_probability, score
 
 __all__ = ["DnaView", "journey_stage", "iso", "STAGE_THRESHOLDS", "ONBOARDING_DAYS", "AT_RISK_DAYS", "LAPSED_DAYS"]
 
@@ -138,8 +138,8 @@ def _stage(view: DnaView) -> Any:
     )
 
 
-def _scores(view: DnaView) -> Any:
-    """(p_alive, expected_purchases_90d, clv_12m), or None without a model or a purchase."""
+def _statistics(view: DnaView) -> tuple[int, float, float, float | None] | None:
+    """(x, t_x, T, m_x) in the model's unit, or None without a model or a purchase."""
     dna = view.dna
     if view.model is None or dna.first_purchase is None or dna.last_purchase is None:
         return None
@@ -149,17 +149,36 @@ def _scores(view: DnaView) -> Any:
     t_x = (dna.last_purchase - dna.first_purchase) / w.DAY / unit
     big_t = max(age_days / unit, t_x)
     m_x = max(dna.gross_cents - dna.first_day_cents, 0) / 100 / x if x > 0 else None
+    return x, t_x, big_t, m_x
+
+
+def _scores(view: DnaView) -> Any:
+    """(p_alive, expected_purchases_90d, clv_12m), or None without a model or a purchase."""
+    stats = view["_statistics"]
+    if stats is None or view.model is None:
+        return None
     try:
-        scores = score(view.model, x, t_x, big_t, m_x)
+        scores = score(view.model, *stats)
     except PredictiveError:
         return None
     return (scores.p_alive, scores.expected_purchases_90d, scores.clv_12m)
 
 
-def _score_field(index: int, transform: Callable[[float], float] = float) -> Callable[["DnaView"], Any]:
+def _alive(view: DnaView) -> Any:
+    """P(alive) alone: rules such as ``p_alive < 0.3 and clv_12m > 50`` mostly stop at it."""
+    stats = view["_statistics"]
+    if stats is None or view.model is None:
+        return None
+    try:
+        return alive_probability(view.model, *stats)
+    except PredictiveError:
+        return None
+
+
+def _score_field(index: int) -> Callable[["DnaView"], Any]:
     def compute(view: DnaView) -> Any:
         scores = view["_scores"]
-        return None if scores is None else transform(scores[index])
+        return None if scores is None else float(scores[index])
 
     return compute
 
@@ -201,9 +220,11 @@ _COMPUTE: dict[str, Callable[["DnaView"], Any]] = {
     "support_contacts_30d": _window(w.SUPPORT, 30),
     "reviews_total": lambda v: v.dna.reviews,
     "referrals_total": lambda v: v.dna.referrals,
+    "_statistics": _statistics,
     "_scores": _scores,
-    "p_alive": _score_field(0),
-    "churn_risk": _score_field(0, lambda p: 1.0 - p),
+    "_alive": _alive,
+    "p_alive": lambda v: v["_alive"],
+    "churn_risk": lambda v: None if v["_alive"] is None else 1.0 - v["_alive"],
     "expected_purchases_90d": _score_field(1),
     "clv_12m": _score_field(2),
     "timezone": lambda v: v.dna.timezone,
