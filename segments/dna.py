@@ -24,6 +24,7 @@ __all__ = [
     "is_duplicate",
     "touched",
     "most_used_channel",
+    "top_key",
     "TOUCHES",
     "ABANDON_AFTER_S",
     "AFFINITY_HALF_LIFE_DAYS",
@@ -457,10 +458,19 @@ def touched(before: Dna, event: Event, evaluated_at: float) -> frozenset[str]:
     return names | extra if extra else names
 
 
+def top_key(table: dict[str, int] | dict[str, float]) -> str | None:
+    """The key with the largest value, ties going to the alphabetically first; None when empty."""
+    best: str | None = None
+    best_value = 0.0
+    for name, value in table.items():
+        if best is None or value > best_value or (value == best_value and name < best):
+            best, best_value = name, value
+    return best
+
+
 def most_used_channel(dna: Dna) -> str | None:
     """The channel used most (ties: alphabetically first); the fallback for ``preferred_channel``."""
-    uses = dna.channel_uses
-    return min(uses, key=lambda name: (-uses[name], name)) if uses else None
+    return top_key(dna.channel_uses)
 
 
 def fold(dna: Dna | None, event: Event) -> Dna:

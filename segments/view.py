@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from microseg.segments import windows as w
-from microseg.segments.dna import ABANDON_AFTER_S, Dna, most_used_channel
+from microseg.segments.dna import ABANDON_AFTER_S, Dna, most_used_channel, top_key
 from microseg.segments.predictive import PredictiveError, PredictiveModel, alive_probability, score
 
 __all__ = ["DnaView", "journey_stage", "iso", "STAGE_THRESHOLDS", "ONBOARDING_DAYS", "AT_RISK_DAYS", "LAPSED_DAYS"]
@@ -116,10 +116,7 @@ def _preferred(view: DnaView) -> Any:
 
 
 def _top_category(view: DnaView) -> Any:
-    aff = view.dna.affinity
-    if not aff:
-        return None
-    return min(aff, key=lambda name: (-aff[name], name))
+    return top_key(view.dna.affinity)
 
 
 def _channels_30d(view: DnaView) -> Any:

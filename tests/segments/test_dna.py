@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from microseg.segments.dna import Dna, fold, is_duplicate
+from microseg.segments.dna import Dna, fold, is_duplicate, top_key
 from microseg.segments.state import CustomerState, decode, encode
 from microseg.segments.testing import event, parse_ts
 from microseg.segments.view import DnaView, iso
@@ -247,3 +247,9 @@ def test_fold_never_changes_the_state_it_was_given() -> None:
             assert encode(CustomerState(again)) == encode(CustomerState(after)), "folding twice from one state gives one result"
         states[ev.customer_id] = after
     assert len(seen_types) >= 18
+
+
+@given(st.dictionaries(st.sampled_from(["a", "b", "app", "email", "web", "sms"]), st.one_of(st.integers(0, 5), st.floats(0, 5, allow_nan=False))))
+def test_top_key_is_the_largest_value_then_the_first_name(table: dict) -> None:
+    expected = min(table, key=lambda name: (-table[name], name)) if table else None
+    assert top_key(table) == expected
