@@ -23,6 +23,7 @@ import yaml
 
 from microseg.engine.metrics import Metrics
 from microseg.engine.settings import Settings, load_settings
+from microseg.segments import native
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -394,8 +395,15 @@ def test_dockerfile_builds_a_non_root_worker_image() -> None:
     assert dockerfile_instruction_json("CMD") == ["worker"]
 
     runs = " ".join(dockerfile_instructions("RUN"))
-    assert re.search(r"pip install (--[\w-]+ )*\.(\s|$)", runs), "install the project with `pip install .`"
+    assert re.search(r"pip wheel [^&;]*--wheel-dir /wheels \.(\s|$)", runs), "build the project's wheel with `pip wheel ... .`"
+    assert re.search(r"apt-get install [^&;]*\bgcc\b", runs), "the build stage needs a C compiler for the mypyc-compiled core"
+    assert "pip install /wheels/*.whl" in runs, "the final stage installs the wheel built in the first"
+    assert "native import build" in runs and "assert b.compiled" in runs, "the image build fails if the core is not compiled"
     assert not re.search(r"pip install[^&;]*(-e|--editable)\b", runs), "no editable install in the image"
+    stages = [f.split() for f in froms]
+    assert len(stages) == 2 and stages[0][-2:] == ["AS", "build"], "a build stage with the compiler, then a slim final image"
+    copies = dockerfile_instructions("COPY")
+    assert "--from=build /wheels /wheels" in copies
 
     env = dockerfile_env()
     web_port = int(env.get("MICROSEG_WEB_PORT", Settings.model_fields["web_port"].default))
@@ -429,7 +437,7 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 def test_dockerignore_keeps_what_pip_install_needs() -> None:
     patterns = [line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    needed = {"pyproject.toml"}
+    needed = {"pyproject.toml", "setup.py"}
     readme = pyproject["project"].get("readme")
     if isinstance(readme, str):
         needed.add(readme)
@@ -437,11 +445,11 @@ def test_dockerignore_keeps_what_pip_install_needs() -> None:
     needed |= {directory.split("/")[0] for directory in package_dirs.values()}
     for directory in set(package_dirs.values()):
         for path in (ROOT / directory).glob("*"):
-            if path.is_file() and path.suffix in {".py", ".yaml", ".lark", ".json"}:
+            if path.is_file() and path.suffix in {".py", ".yaml", ".lark", ".json"} and path.name != native.MANIFEST:
                 needed.add(str(path.relative_to(ROOT)))
     left_out = sorted(p for p in needed if _ignored(p, patterns))
     assert not left_out, f".dockerignore leaves out files `pip install .` needs: {left_out}"
-    for heavy in (".venv", ".git", "tests", "spike-0b1802-data", "x.jsonl", "engine/__pycache__"):
+    for heavy in (".venv", ".git", "tests", "spike-0b1802-data", "x.jsonl", "engine/__pycache__", "segments/dna.cpython-311-x86_64-linux-gnu.so", "segments/_native_build.json"):
         assert _ignored(heavy, patterns), f".dockerignore should leave out {heavy}"
 
 
