@@ -1,9 +1,9 @@
 """Which build of the core runs: the mypyc-compiled modules or their Python sources.
 
 ``pip install`` compiles the modules in ``MODULES`` with mypyc (``setup.py``) into extension
-modules beside the sources, about twice as fast, same behaviour. Python prefers an extension
+modules beside the sources, about 2.5 times as fast, same behaviour. Python prefers an extension
 module over a ``.py`` of the same name, so a compiled module that no longer matches its source
-(edited since the build) would silently run old code. ``select()``, called before any core module
+(edited since the build) would silently run old code. ``build()``, called before any core module
 is imported, checks the build manifest against the sources and, when they differ, when the
 compiled library does not load, or when ``MICROSEG_PURE_PYTHON`` is set, makes every module of
 the set load from its source instead: all or none, since compiled modules call each other natively.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["MODULES", "GROUP", "MANIFEST", "Build", "select", "source_digest", "build"]
+__all__ = ["MODULES", "GROUP", "MANIFEST", "Build", "source_digest", "build"]
 
 MODULES: tuple[str, ...] = (
     "microseg.segments.windows",
@@ -110,8 +110,9 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
 _selected: Build | None = None
 
 
-def select() -> Build:
-    """Decide once per process, before the first core module is imported."""
+def build() -> Build:
+    """The build this process runs, decided once, before the first core module is imported
+    (``segments/__init__.py``); ``microseg bench`` and the tests read it too."""
     global _selected
     if _selected is None:
         _selected = _check(_ROOT)
@@ -120,8 +121,3 @@ def select() -> Build:
             if not _is_set(os.environ.get(PURE_ENV)):
                 warnings.warn(f"microseg: running the core from Python sources: {_selected.reason}", RuntimeWarning, stacklevel=2)
     return _selected
-
-
-def build() -> Build:
-    """The build this process runs (for /health, ``microseg bench`` and the tests)."""
-    return select()
