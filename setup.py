@@ -7,13 +7,13 @@ The compiled modules behave exactly as their sources (the test suite runs agains
 
 from __future__ import annotations
 
-import ast
-import hashlib
+import importlib.util
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
@@ -23,24 +23,18 @@ PACKAGE_DIRS = {"microseg": "microseg", "microseg.schemas": "schemas", "microseg
 STAGE = ROOT / "build" / "mypyc-src"
 
 
-def _native_constants() -> dict[str, object]:
-    """``MODULES``, ``GROUP`` and ``MANIFEST`` from segments/native.py, without importing the package."""
-    tree = ast.parse((ROOT / "segments" / "native.py").read_text())
-    wanted = {"MODULES", "GROUP", "MANIFEST"}
-    found: dict[str, object] = {}
-    for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0] if isinstance(node, ast.Assign) else None
-        if isinstance(target, ast.Name) and target.id in wanted and node.value is not None:
-            found[target.id] = ast.literal_eval(node.value)
-    return found
+def _load_native() -> ModuleType:
+    """segments/native.py on its own (it needs only the standard library): the list of compiled
+    modules, their sources and the manifest format live there, for the build and the runtime."""
+    spec = importlib.util.spec_from_file_location("_microseg_native_build", ROOT / "segments" / "native.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-NATIVE = _native_constants()
-MODULES: tuple[str, ...] = NATIVE["MODULES"]  # type: ignore[assignment]
-
-
-def _source(module: str) -> Path:
-    return ROOT.joinpath("segments", *module.split(".")[2:]).with_suffix(".py")
+native = _load_native()
 
 
 def _stage() -> list[str]:
@@ -49,7 +43,7 @@ def _stage() -> list[str]:
     for package, directory in PACKAGE_DIRS.items():
         target = STAGE.joinpath(*package.split("."))
         shutil.copytree(ROOT / directory, target, ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.json", "*.lark", "models"))
-    return [str(STAGE.joinpath(*m.split(".")).with_suffix(".py")) for m in MODULES]
+    return [str(STAGE.joinpath(*m.split(".")).with_suffix(".py")) for m in native.MODULES]
 
 
 BUILDING = {"build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install"}
@@ -68,7 +62,7 @@ def _extensions() -> list[object]:
         return []
     try:
         extensions = mypycify(
-            ["--ignore-missing-imports", *_stage()], opt_level="3", group_name=str(NATIVE["GROUP"]), target_dir=str(STAGE / "c")
+            ["--ignore-missing-imports", *_stage()], opt_level="3", group_name=native.GROUP, target_dir=str(STAGE / "c")
         )
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure leaves a working pure-Python install
         print(f"microseg: mypyc could not compile the core ({exc}): installing it as plain Python", file=sys.stderr)
@@ -86,8 +80,8 @@ class BuildNative(build_ext):
         built = [self.get_ext_fullpath(e.name) for e in self.extensions]
         if not built or not all(os.path.exists(p) for p in built):
             return
-        manifest = Path(self.get_ext_fullpath(MODULES[0])).parent / str(NATIVE["MANIFEST"])
-        sources = {m: hashlib.sha256(_source(m).read_bytes()).hexdigest() for m in MODULES}
+        manifest = Path(self.get_ext_fullpath(native.MODULES[0])).parent / native.MANIFEST
+        sources = {m: native.source_digest(native.source_path(m)) for m in native.MODULES}
         manifest.write_text(json.dumps({"sources": sources}, indent=1) + "\n")
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["MODULES", "GROUP", "MANIFEST", "Build", "source_digest", "build"]
+__all__ = ["MODULES", "GROUP", "MANIFEST", "Build", "source_path", "source_digest", "build"]
 
 MODULES: tuple[str, ...] = (
     "microseg.segments.windows",
@@ -59,7 +59,7 @@ class Build:
     reason: str
 
 
-def _source_path(module: str) -> Path:
+def source_path(module: str) -> Path:
     parts = module.split(".")[2:]
     return _ROOT.joinpath(*parts).with_suffix(".py")
 
@@ -73,7 +73,7 @@ def _is_set(value: str | None) -> bool:
 
 
 def _has_extension(module: str) -> bool:
-    stem = _source_path(module).with_suffix("")
+    stem = source_path(module).with_suffix("")
     return any(stem.with_name(stem.name + suffix).exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES)
 
 
@@ -88,7 +88,7 @@ def _check(manifest_dir: Path) -> Build:
     except (OSError, ValueError, KeyError, TypeError):
         return Build(False, f"unreadable build manifest {manifest}")
     for module in MODULES:
-        source = _source_path(module)
+        source = source_path(module)
         if built.get(module) != source_digest(source):
             return Build(False, f"compiled core is older than {source.name}; rebuild with: pip install -e .")
     try:
@@ -104,7 +104,7 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: object = None, target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if fullname not in MODULES:
             return None
-        return importlib.util.spec_from_file_location(fullname, _source_path(fullname))
+        return importlib.util.spec_from_file_location(fullname, source_path(fullname))
 
 
 _selected: Build | None = None

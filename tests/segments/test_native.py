@@ -44,7 +44,7 @@ def test_pure_python_env_loads_every_core_module_from_its_source() -> None:
 
 
 def test_a_build_older_than_its_sources_is_not_used(tmp_path: Path) -> None:
-    built = {module: native.source_digest(native._source_path(module)) for module in native.MODULES}
+    built = {module: native.source_digest(native.source_path(module)) for module in native.MODULES}
     built["microseg.segments.dna"] = "0" * 64
     (tmp_path / native.MANIFEST).write_text(json.dumps({"sources": built}))
     build = native._check(tmp_path)
