@@ -1,3 +1,3 @@
-from microseg.engine.cli import main
+from microseg.engine.tools.cli import main
 
 main()

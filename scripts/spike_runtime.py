@@ -29,10 +29,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError
 
-from microseg.engine.broker import EmbeddedBroker, ensure_topics, free_port
-from microseg.engine.offsets import install_end_offsets_fix
+from microseg.engine.kafka.broker import EmbeddedBroker, ensure_topics, free_port
+from microseg.engine.kafka.offsets import install_end_offsets_fix
 from microseg.engine.settings import Settings
-from microseg.engine.store import RocksChangelogStore
+from microseg.engine.state.rocksdb import RocksChangelogStore
 
 __all__: list[str] = []
 

@@ -2,7 +2,7 @@
 
 Pure numpy/scipy: the likelihoods are vectorised in log space over customers (identical
 (x, t_x, T) rows are collapsed into weights first), and parameters are optimised on the log
-scale so they stay positive. Reading files is :mod:`microseg.engine.fit`'s job; scoring one
+scale so they stay positive. Reading files is :mod:`microseg.engine.tools.fit`'s job; scoring one
 customer is :mod:`microseg.segments.predictive`'s.
 """
 

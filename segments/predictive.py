@@ -3,7 +3,7 @@
 The DNA calls :func:`score` on every event and tick, so it is plain ``math`` plus one or two
 calls of ``scipy.special.hyp2f1`` on floats (a few microseconds) and never optimises anything.
 Fitting lives in :mod:`microseg.segments.fitting`; reading transactions in
-:mod:`microseg.engine.fit`.
+:mod:`microseg.engine.tools.fit`.
 
 Inputs are in the model's time unit (``model.unit``, weeks for the shipped model):
 

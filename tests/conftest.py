@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from microseg.engine.broker import EmbeddedBroker
+from microseg.engine.kafka.broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +39,8 @@ from typing import Any  # noqa: E402
 
 import orjson  # noqa: E402
 
-from microseg.engine.broker import free_port  # noqa: E402
-from microseg.engine.processes import stop_process  # noqa: E402
+from microseg.engine.kafka.broker import free_port  # noqa: E402
+from microseg.engine.tools.processes import stop_process  # noqa: E402
 
 _names = itertools.count()
 
@@ -155,7 +155,7 @@ def consume(bootstrap: str, topic: str, *, until: Any, timeout: float = 120.0) -
 @pytest.fixture(scope="session")
 def sample_journeys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A simulated journey file shared by the worker tests (every event type, several channels)."""
-    from microseg.engine.simulator import simulate
+    from microseg.engine.tools.simulator import simulate
 
     path = tmp_path_factory.mktemp("journeys") / "journeys.jsonl"
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from microseg.engine.metrics import Metrics
+from microseg.engine.worker.metrics import Metrics
 from microseg.engine.settings import Settings, load_settings
 from microseg.segments import native
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import orjson
 
-from microseg.engine.replay import replay
-from microseg.engine.simulator import simulate
+from microseg.engine.tools.replay import replay
+from microseg.engine.tools.simulator import simulate
 from microseg.segments.predictive import load_default_model
 from microseg.segments.process import Core
 from microseg.segments.rulefiles import check_rules, load_rules

@@ -230,7 +230,7 @@ def test_fold_never_changes_the_state_it_was_given() -> None:
     """Copy-on-write must cover every container every event type writes to."""
     from datetime import datetime, timezone
 
-    from microseg.engine.simulator import simulate_lines
+    from microseg.engine.tools.simulator import simulate_lines
     from microseg.schemas.events import decode_event
 
     states: dict = {}

@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from microseg.engine.replay import replay
-from microseg.engine.simulator import simulate
-from microseg.engine.sinks import ListSink
+from microseg.engine.tools.replay import replay
+from microseg.engine.tools.simulator import simulate
+from microseg.engine.tools.sinks import ListSink
 from microseg.schemas.events import decode_event
 from microseg.schemas.outputs import NextBestMessage, SegmentChange
 from microseg.segments.predictive import load_default_model

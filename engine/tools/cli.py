@@ -1,0 +1,427 @@
+"""The ``microseg`` command line: thin wrappers that parse options and call the engine or the core."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from microseg.engine.tools.fit import fit_command
+from microseg.engine.tools.simulator import simulate_command
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="microseg: behavioral-DNA micro-segmentation")
+rules_app = typer.Typer(no_args_is_help=True, help="Check, preview and publish rule files.")
+app.add_typer(rules_app, name="rules")
+
+
+@app.callback()
+def _root() -> None:
+    """microseg command line."""
+
+
+app.command("simulate")(simulate_command)
+app.command("fit")(fit_command)
+
+
+def packaged_rules_dir() -> Path:
+    import microseg.rules
+
+    return Path(microseg.rules.__file__).parent
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load_ruleset(directory: Path | None) -> Any:
+    from microseg.segments.language.errors import RuleError
+    from microseg.segments.rulefiles import load_rules
+
+    try:
+        return load_rules(directory or packaged_rules_dir())
+    except RuleError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(1) from None
+
+
+def _load_model(model: Path | None, no_model: bool) -> Any:
+    from microseg.errors import MicrosegError
+    from microseg.segments.predictive import load_default_model, load_model
+
+    if no_model:
+        return None
+    try:
+        return load_model(model) if model is not None else load_default_model()
+    except MicrosegError as exc:
+        _fail(str(exc))
+
+
+def _parse_instant(text: str, option: str) -> float:
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"{option} {text!r} is not an RFC 3339 time such as 2026-03-01T00:00:00Z")
+    if moment.tzinfo is None:
+        _fail(f"{option} {text!r} needs a UTC offset, e.g. 2026-03-01T00:00:00Z")
+    return moment.timestamp()
+
+
+def _progress(path: Path) -> tuple[Any, Any]:
+    """A byte-based progress bar on a terminal; nothing when piped."""
+    if not sys.stderr.isatty():
+        return None, None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
+    task = bar.add_task(path.name, total=path.stat().st_size)
+    return bar, lambda n: bar.advance(task, n)
+
+
+@app.command("replay")
+def replay_command(
+    events: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Input events, one JSON object per line.")],
+    rules: Annotated[Optional[Path], typer.Option("--rules", file_okay=False, help="Rules directory (default: the starter rules).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write segment changes and decisions here as JSONL.")] = None,
+    dlq: Annotated[Optional[Path], typer.Option("--dlq", help="Write rejected lines with their reasons here.")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="Let time run on to this RFC 3339 instant after the input.")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="Predictive model file (default: the packaged one).")] = None,
+    no_model: Annotated[bool, typer.Option("--no-model", help="Leave the predictive fields null.")] = False,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    now: Annotated[Optional[str], typer.Option("--now", help="Processing clock for the future-time check (default: the wall clock).")] = None,
+) -> None:
+    """Run the segmentation core over a file, offline and deterministically."""
+    import orjson
+
+    from microseg.engine.tools.replay import read_lines, replay
+    from microseg.engine.tools.sinks import JsonlSink
+    from microseg.segments.process import Core
+    from microseg.segments.state import encode
+
+    from microseg.engine.startup import tune_gc
+
+    ruleset = _load_ruleset(rules)
+    core = Core(ruleset, _load_model(model, no_model))
+    tune_gc()
+    until_t = _parse_instant(until, "--until") if until else None
+    out_handle = open(out, "wb") if out else None  # noqa: SIM115
+    dlq_handle = open(dlq, "wb") if dlq else None  # noqa: SIM115
+    bar, advance = _progress(events)
+    started = time.perf_counter()
+    try:
+        if bar is not None:
+            bar.start()
+        stats, states = replay(
+            read_lines(str(events)),
+            core,
+            JsonlSink(out_handle, dlq_handle),
+            until=until_t,
+            source=str(events),
+            on_line=advance,
+            now=_parse_instant(now, "--now") if now else None,
+        )
+    finally:
+        if bar is not None:
+            bar.stop()
+        for handle in (out_handle, dlq_handle):
+            if handle is not None:
+                handle.close()
+    seconds = time.perf_counter() - started
+    sizes = sorted(len(encode(s)) for s in states.values())
+    summary = {
+        **stats.as_dict(),
+        "customers": len(states),
+        "seconds": round(seconds, 3),
+        "events_per_s": round(stats.lines / seconds) if seconds > 0 else None,
+        "state_bytes_mean": round(sum(sizes) / len(sizes)) if sizes else 0,
+        "state_bytes_p50": sizes[len(sizes) // 2] if sizes else 0,
+        "state_bytes_max": sizes[-1] if sizes else 0,
+        "rules_version": ruleset.version,
+    }
+    if json_summary:
+        typer.echo(orjson.dumps(summary).decode())
+        return
+    typer.echo(
+        f"{stats.lines} lines: {stats.events} events, {stats.rejected} rejected, {stats.duplicates} duplicates; "
+        f"{stats.changes} segment changes, {stats.messages} messages, suppressed {dict(stats.suppressed) or 0}",
+        err=True,
+    )
+    typer.echo(
+        f"{summary['events_per_s']} lines/s over {seconds:.2f}s; {len(states)} customers, state bytes "
+        f"mean {summary['state_bytes_mean']} p50 {summary['state_bytes_p50']} max {summary['state_bytes_max']}; rules {ruleset.version}",
+        err=True,
+    )
+
+
+@rules_app.command("check")
+def rules_check(directory: Annotated[Path, typer.Argument(help="Directory of *.yaml rule files.")]) -> None:
+    """Validate rule files: exit 1 with one file:line:col: message line per problem."""
+    from microseg.segments.language.errors import render_problem
+    from microseg.segments.rulefiles import check_rules
+
+    problems = check_rules(directory)
+    on_terminal = sys.stdout.isatty()
+    for problem in problems:
+        typer.echo(render_problem(problem) if on_terminal else str(problem))
+    if problems:
+        typer.echo(f"{len(problems)} problem(s)", err=True)
+        raise typer.Exit(1)
+    ruleset = _load_ruleset(directory)
+    typer.echo(
+        f"ok: {len(ruleset.segments)} segments, {len(ruleset.dimensions)} dimensions, "
+        f"{len(ruleset.messages)} messages; version {ruleset.version}"
+    )
+
+
+class _CountingSink:
+    """Counts what a preview would emit without keeping every record."""
+
+    def __init__(self) -> None:
+        self.moves: Counter[tuple[str, str]] = Counter()
+        self.causes: Counter[str] = Counter()
+        self.message_counts: Counter[str] = Counter()
+        self.rejected = 0
+
+    def changes(self, records: Any) -> None:
+        for record in records:
+            self.moves[(record["segment"], record["change"])] += 1
+            self.causes["tick" if record["cause"] == "tick" else "event"] += 1
+
+    def messages(self, records: Any) -> None:
+        for record in records:
+            self.message_counts[record["message"]] += 1
+
+    def dead_letter(self, record: Any) -> None:
+        self.rejected += 1
+
+
+def _cell_histogram(sizes: Counter[str]) -> list[tuple[str, int]]:
+    bands = [("1", 1, 1), ("2", 2, 2), ("3-5", 3, 5), ("6-20", 6, 20), ("21-100", 21, 100), ("101+", 101, 10**12)]
+    return [(name, sum(1 for n in sizes.values() if lo <= n <= hi)) for name, lo, hi in bands]
+
+
+@rules_app.command("preview")
+def rules_preview(
+    directory: Annotated[Path, typer.Argument(help="Directory of *.yaml rule files.")],
+    events: Annotated[Path, typer.Option("--events", exists=True, dir_okay=False, help="Events to run the rules over (JSONL).")],
+    until: Annotated[Optional[str], typer.Option("--until", help="Let time run on to this instant after the input.")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model")] = None,
+    no_model: Annotated[bool, typer.Option("--no-model")] = False,
+) -> None:
+    """Segment sizes, micro-segment cell sizes and the moves the rules would give, before publishing."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from microseg.engine.tools.replay import read_lines, replay
+    from microseg.segments.process import Core
+
+    ruleset = _load_ruleset(directory)
+    core = Core(ruleset, _load_model(model, no_model))
+    sink = _CountingSink()
+    stats, states = replay(
+        read_lines(str(events)), core, sink, until=_parse_instant(until, "--until") if until else None, source=str(events)
+    )
+    population: Counter[str] = Counter()
+    cells: Counter[str] = Counter()
+    for state in states.values():
+        population.update(state.segments)
+        if state.code is not None:
+            cells[state.code] += 1
+    console = Console(width=120)
+    table = Table(title=f"Segments after {stats.events} events ({len(states)} customers), rules {ruleset.version}")
+    for column in ("segment", "customers", "share", "entered", "exited"):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    for segment in ruleset.segments:
+        size = population[segment.id]
+        share = f"{100 * size / len(states):.1f}%" if states else "-"
+        table.add_row(segment.id, str(size), share, str(sink.moves[(segment.id, "entered")]), str(sink.moves[(segment.id, "exited")]))
+    console.print(table)
+    if cells:
+        hist = Table(title=f"Micro-segments: {len(cells)} cells")
+        hist.add_column("customers per cell")
+        hist.add_column("cells", justify="right")
+        for band, count in _cell_histogram(cells):
+            hist.add_row(band, str(count))
+        console.print(hist)
+        biggest = ", ".join(f"{code} ({n})" for code, n in cells.most_common(5))
+        console.print(f"largest cells: {biggest}")
+    console.print(
+        f"moves: {sum(n for (s, c), n in sink.moves.items() if s != 'micro')} segment changes "
+        f"({sink.causes['tick']} by time alone), {sink.moves[('micro', 'moved')]} micro moves; "
+        f"messages: {dict(sink.message_counts) or 0}; rejected lines: {stats.rejected}"
+    )
+    empty = [s.id for s in ruleset.segments if population[s.id] == 0 and sink.moves[(s.id, 'entered')] == 0]
+    if empty:
+        console.print(f"[yellow]never entered on this data:[/] {', '.join(empty)}")
+
+
+@app.command("schema")
+def schema_command(
+    out: Annotated[Optional[Path], typer.Option("--out", file_okay=False, help="Write the JSON Schema files here.")] = None,
+) -> None:
+    """Export JSON Schema for every input and output record."""
+    from microseg.schemas.export import SCHEMA_DIR, write_schemas
+
+    for path in write_schemas(out or SCHEMA_DIR):
+        typer.echo(str(path))
+
+
+def _settings(**overrides: Any) -> Any:
+    from microseg.engine.settings import load_settings
+    from microseg.errors import ConfigError
+
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="kafka://host:port[,host:port] (default: MICROSEG_BROKER, else an embedded broker).")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where DNA state lives (MICROSEG_DATA_DIR).")]
+PartitionsOpt = Annotated[Optional[int], typer.Option("--partitions", help="Input partitions (MICROSEG_PARTITIONS).")]
+
+
+@app.command("worker")
+def worker_command(
+    broker: BrokerOpt = None,
+    data_dir: DataDirOpt = None,
+    rules: Annotated[Optional[Path], typer.Option("--rules", file_okay=False, help="Rules directory (MICROSEG_RULES_DIR).")] = None,
+    partitions: PartitionsOpt = None,
+    web_port: Annotated[Optional[int], typer.Option("--web-port", help="HTTP port for /metrics, /health, /customers (MICROSEG_WEB_PORT).")] = None,
+    web_host: Annotated[Optional[str], typer.Option("--web-host", help="HTTP bind address (MICROSEG_WEB_HOST).")] = None,
+    ticks: Annotated[Optional[bool], typer.Option("--ticks/--no-ticks", help="Let the wall clock fire time-based changes.")] = None,
+) -> None:
+    """The streaming worker; with no broker configured it starts the embedded one."""
+    from microseg.engine.worker.main import run_worker
+
+    settings = _settings(broker=broker, data_dir=data_dir, rules_dir=rules, partitions=partitions, web_port=web_port, web_host=web_host, ticks=ticks)
+    run_worker(settings)
+
+
+@app.command("demo")
+def demo_command(
+    customers: Annotated[int, typer.Option("--customers", "-n", min=1, help="Simulated customers.")] = 300,
+    rate: Annotated[float, typer.Option("--rate", min=0.1, help="Events per second once the history is sent.")] = 200.0,
+    duration: Annotated[Optional[float], typer.Option("--duration", min=0, help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Simulator seed.")] = 7,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", file_okay=False, help="Keep the worker's state and log here (default: a temporary directory, removed at exit).")] = None,
+    broker: BrokerOpt = None,
+    plain: Annotated[bool, typer.Option("--plain", help="Plain lines even on a terminal (automatic when piped).")] = False,
+) -> None:
+    """Embedded broker + worker + simulated customers: live segment moves and messages; Ctrl-C stops it all (exit 0)."""
+    from microseg.engine.tools.demo import DemoOptions, run_demo
+
+    settings = _settings(broker=broker)
+    raise typer.Exit(run_demo(settings, DemoOptions(customers=customers, rate=rate, duration=duration, seed=seed, data_dir=data_dir, plain=plain)))
+
+
+@app.command("produce")
+def produce_command(
+    events: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Events, one JSON object per line.")],
+    broker: BrokerOpt = None,
+    rate: Annotated[float, typer.Option("--rate", help="Events per second (0 = as fast as possible).")] = 0.0,
+) -> None:
+    """Send events to the input topic, keyed by customer_id."""
+    from microseg.engine.tools.produce import produce_file
+
+    settings = _settings(broker=broker)
+    if settings.broker is None:
+        _fail("no broker configured: set MICROSEG_BROKER or --broker (the embedded broker lives inside 'microseg worker')")
+    bar, advance = _progress(events)
+    if bar is not None:
+        bar.start()
+    try:
+        summary = produce_file(settings, ",".join(settings.bootstrap_servers), events, rate=rate, on_line=advance)
+    finally:
+        if bar is not None:
+            bar.stop()
+    typer.echo(
+        f"sent {summary.sent} events in {summary.seconds:.2f}s ({summary.per_second:,.0f}/s); "
+        f"{summary.skipped} lines without a customer_id sent unkeyed (the worker dead-letters them)",
+        err=True,
+    )
+
+
+@rules_app.command("publish")
+def rules_publish(
+    directory: Annotated[Path, typer.Argument(file_okay=False, exists=True, help="Directory of *.yaml rule files.")],
+    broker: BrokerOpt = None,
+) -> None:
+    """Validate rule files and publish them as a new rules version to every running worker."""
+    from microseg.engine.worker.rules_topic import publish_rules
+
+    ruleset = _load_ruleset(directory)
+    settings = _settings(broker=broker)
+    if settings.broker is None:
+        _fail("no broker configured: set MICROSEG_BROKER or --broker to the workers' broker")
+    version = publish_rules(settings, ",".join(settings.bootstrap_servers), directory)
+    assert version == ruleset.version
+    typer.echo(f"published rules {version}: {len(ruleset.segments)} segments, {len(ruleset.messages)} messages")
+
+
+@app.command("explain")
+def explain_command(
+    customer_id: Annotated[str, typer.Argument(help="The customer to explain.")],
+    url: Annotated[Optional[str], typer.Option("--url", help="Worker base URL (default http://MICROSEG_WEB_HOST:MICROSEG_WEB_PORT).")] = None,
+) -> None:
+    """DNA, segments, DNA code and why, from a running worker."""
+    import urllib.error
+    import urllib.request
+
+    settings = _settings()
+    base = url or f"http://{settings.web_host}:{settings.web_port}"
+    request = urllib.request.Request(f"{base}/customers/{customer_id}")
+    if settings.api_token is not None:
+        request.add_header("Authorization", f"Bearer {settings.api_token.get_secret_value()}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            typer.echo(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        _fail(f"{exc.code}: {exc.read().decode(errors='replace')}", 1)
+    except urllib.error.URLError as exc:
+        _fail(f"no worker answers at {base} ({exc.reason}); start one with 'microseg worker'")
+
+
+@app.command("bench")
+def bench_command(
+    events: Annotated[int, typer.Option("--events", min=1, help="Input events pre-loaded for the throughput run.")] = 200_000,
+    customers: Annotated[int, typer.Option("--customers", min=1, help="Simulated customers.")] = 20_000,
+    rules: Annotated[Optional[Path], typer.Option("--rules", file_okay=False, help="Rules directory (default: the starter rules).")] = None,
+    partitions: Annotated[int, typer.Option("--partitions", min=1, help="Partitions of the bench topics.")] = 4,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    peer: Annotated[bool, typer.Option("--peer", help="Also run the same core hosted in quix-streams (extra [bench]).")] = False,
+    scale: Annotated[bool, typer.Option("--scale", help="Run the growth series (customers 10k-1M, segments to 250) into --out.")] = False,
+    out: Annotated[Path, typer.Option("--out", file_okay=False, help="Where --scale writes scale.md, scale.json, scale.png.")] = Path("bench-out"),
+    latency_rate: Annotated[float, typer.Option("--latency-rate", min=0, help="Offered load of the latency phase (events/s; 0 = skip).")] = 5_000.0,
+    latency_seconds: Annotated[float, typer.Option("--latency-seconds", min=0, help="Length of the latency phase.")] = 10.0,
+    profile: Annotated[Optional[Path], typer.Option("--profile", dir_okay=False, help="py-spy the worker during the throughput run (collapsed stacks).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Simulator seed.")] = 7,
+) -> None:
+    """Measure one worker end to end (and its ceilings) on the configured or an embedded broker."""
+    import orjson
+
+    from microseg.engine.tools.bench import BenchConfig, print_table, run_bench, run_scale
+
+    cfg = BenchConfig(events=events, customers=customers, rules_dir=rules, partitions=partitions, latency_rate=latency_rate,
+                      latency_seconds=latency_seconds, peer=peer, seed=seed, profile=profile, progress=not json_out)
+    settings = _settings()
+    if scale:
+        report = run_scale(cfg, out, settings)
+        typer.echo(orjson.dumps(report).decode() if json_out else (out / "scale.md").read_text())
+        return
+    result = run_bench(cfg, settings)
+    if json_out:
+        typer.echo(orjson.dumps(result).decode())
+    else:
+        print_table(result)
+
+
+def main() -> None:
+    app()

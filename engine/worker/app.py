@@ -1,0 +1,187 @@
+"""The Faust app: the worker's process shell — lifecycle, the input consumer task, clock ticks,
+the rules watcher and the web endpoints.
+
+Everything here is wiring. The input topic is consumed by ``engine.consumer`` (a batch consumer
+in the worker group: see docs/runtime-notes.md for why not a Faust agent) and handed to
+``Runtime``; nothing here keeps state of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from microseg.engine.worker.consumer import consume_forever
+from microseg.engine.worker.runtime import Runtime
+from microseg.engine.settings import Settings
+
+__all__ = ["build_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    context = settings._ssl_context()
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            ssl_context=context,
+            mechanism=settings.sasl_mechanism or "PLAIN",
+        )
+    return faust.SSLCredentials(context)
+
+
+class ShellApp(faust.App):
+    """Starts the input consumer as the app starts, not after the app's own group join (Faust's
+    ``@app.task`` timing), so the two joins overlap and a worker is ready seconds sooner."""
+
+    input_consumer: Any = None
+    runtime: Any = None
+    _input_task: asyncio.Task[None] | None = None
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        if self.input_consumer is not None:
+            self._input_task = asyncio.ensure_future(self._run_input())
+
+    async def _run_input(self) -> None:
+        try:
+            await self.input_consumer()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            await self.crash(exc)
+
+    async def on_stop(self) -> None:
+        if self._input_task is not None:
+            self._input_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._input_task
+        if self.runtime is not None:
+            try:
+                await asyncio.wait_for(self.runtime.stop(), timeout=10)
+            except Exception:  # noqa: BLE001 - shutting down: state is safe in the changelog anyway
+                log.warning("the DNA store did not close cleanly; it is rebuilt from the changelog if needed", exc_info=True)
+        await super().on_stop()
+
+
+def build_app(settings: Settings, bootstrap: str, runtime: Runtime) -> faust.App:
+    """A Faust app bound to ``runtime``; nothing here keeps state of its own.
+
+    The app's own consumer group is private to this process, so that every worker reads the
+    whole rules topic (the newest record is the rule set in force).
+    """
+    app = ShellApp(
+        f"{settings.group_id}-shell-{socket.gethostname()}-{os.getpid()}",
+        broker=[f"kafka://{server}" for server in bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        datadir=str(Path(settings.data_dir) / "faust"),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        table_standby_replicas=0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=max(settings.session_timeout_s * 3, 30.0),
+        broker_commit_interval=settings.commit_interval_s,
+        broker_max_poll_records=settings.max_batch,
+        broker_max_poll_interval=300.0,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=max(settings.max_batch * 2, 4096),
+        producer_linger_ms=5,
+        web_enabled=settings.web_port > 0,
+        web_bind=settings.web_host,
+        web_port=settings.web_port or 6066,
+        web_host=settings.web_host,
+        web_in_thread=False,
+    )
+    app.input_consumer = lambda: consume_forever(settings, bootstrap, runtime)  # type: ignore[attr-defined]
+    app.runtime = runtime  # type: ignore[attr-defined]
+
+    if settings.ticks:
+
+        @app.timer(interval=settings.tick_interval_s, on_leader=False)
+        async def _tick() -> None:
+            await runtime.tick()
+
+    @app.timer(interval=5.0, on_leader=False)
+    async def _lag() -> None:
+        for partition, position in list(runtime.positions.items()):
+            try:
+                highwater = runtime.highwater(partition)
+            except Exception:  # noqa: BLE001 - a partition being handed over has no highwater
+                continue
+            if highwater is not None:
+                runtime.metrics.consumer_lag.labels(partition=str(partition)).set(max(highwater - position, 0))
+
+    rules_topic = app.topic(settings.rules_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(rules_topic, name="rules")
+    async def _rules(stream: Any) -> None:
+        from microseg.engine.worker.rules_topic import apply_published
+
+        async for values in stream.take(1000, within=1.0):
+            await apply_published(values[-1], runtime)
+
+    _add_pages(app, settings, runtime)
+    return app
+
+
+def _authorised(settings: Settings, request: Request) -> bool:
+    if settings.api_token is None:
+        return True
+    header = request.headers.get("Authorization", "")
+    return header == f"Bearer {settings.api_token.get_secret_value()}"
+
+
+def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Request) -> Response:
+        return web.bytes(generate_latest(runtime.metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/health")
+    async def health(web: Any, request: Request) -> Response:
+        return web.json(
+            {
+                "status": "ok",
+                "rules_version": runtime.ruleset.version,
+                "partitions": sorted(runtime.assigned),
+                "ready": sorted(runtime.ready),
+                "batches": runtime.batches,
+            }
+        )
+
+    @app.page("/segments")
+    async def segments(web: Any, request: Request) -> Response:
+        return web.json({"rules_version": runtime.ruleset.version, "partitions": sorted(runtime.ready), "segments": runtime.segment_populations()})
+
+    @app.page("/customers/{customer_id}")
+    class Customer(View):
+        async def get(self, request: Request, customer_id: str) -> Response:
+            if not _authorised(settings, request):
+                return self.json({"error": "missing or wrong bearer token"}, status=401)
+            found = runtime.explain(customer_id)
+            if found is None:
+                return self.json({"error": f"customer {customer_id!r} is not known"}, status=404)
+            status = 409 if "error" in found else 200
+            return self.bytes(orjson.dumps(found, default=str), content_type="application/json", status=status)
+
+        async def delete(self, request: Request, customer_id: str) -> Response:
+            if not _authorised(settings, request):
+                return self.json({"error": "missing or wrong bearer token"}, status=401)
+            event_id = await runtime.request_erasure(customer_id)
+            return self.json({"customer_id": customer_id, "erasure_event": event_id, "status": "accepted"}, status=202)

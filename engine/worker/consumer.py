@@ -1,0 +1,92 @@
+"""The hot path: one aiokafka consumer in the worker's consumer group, feeding ``Runtime.handle``.
+
+Measured here (docs/runtime-notes.md): a Faust agent spends most of its time handing over and
+acknowledging one message at a time (about 11k events/s at best), while a plain consumer
+fetching whole batches lets the same work run at the core's speed. Faust remains the process
+shell (web, timers, lifecycle); group membership for the input topic is Kafka's, through this
+consumer. Offsets are committed inside the runtime's lock, after outputs and state are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from microseg.engine.worker.runtime import Runtime
+from microseg.engine.settings import Settings
+
+__all__ = ["consume_forever"]
+
+log = logging.getLogger(__name__)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runtime: Runtime, topic: str) -> None:
+        self.runtime = runtime
+        self.topic = topic
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.runtime.on_revoked([tp.partition for tp in revoked if tp.topic == self.topic])
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        partitions = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
+        log.info("assigned input partitions %s", partitions)
+        await self.runtime.on_assigned(partitions)
+        await self.runtime.prepare(partitions)
+
+
+async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, *, ready: asyncio.Event | None = None) -> None:
+    """Consume the input topic in the worker group until cancelled."""
+    topic = settings.input_topic
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        group_id=settings.group_id,
+        client_id=f"{settings.group_id}-worker",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(settings.session_timeout_s * 1000),
+        heartbeat_interval_ms=1000,
+        rebalance_timeout_ms=int(max(settings.session_timeout_s * 3, 30) * 1000),
+        max_poll_interval_ms=300_000,
+        max_poll_records=settings.max_batch,
+        fetch_max_bytes=64 << 20,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_wait_ms=int(settings.batch_within_s * 1000),
+        **settings.aiokafka_kwargs(),
+    )
+    consumer.subscribe([topic], listener=_Rebalance(runtime, topic))
+    await runtime.start()
+    await consumer.start()
+    runtime.highwater = lambda partition: consumer.highwater(TopicPartition(topic, partition))
+
+    async def commit(offsets: dict[int, int]) -> None:
+        try:
+            await consumer.commit({TopicPartition(topic, p): o for p, o in offsets.items()})
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("offset commit refused during a rebalance (%s); the new owner re-reads those records", exc)
+
+    if ready is not None:
+        ready.set()
+    try:
+        while True:
+            try:
+                batches = await consumer.getmany(timeout_ms=int(settings.batch_within_s * 1000), max_records=settings.max_batch)
+            except KafkaError as exc:
+                log.warning("fetch failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+                continue
+            records = [m for messages in batches.values() for m in messages]
+            if records:
+                log.debug("batch of %d records from partitions %s", len(records), sorted(tp.partition for tp in batches))
+                await runtime.handle(records, commit=commit)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("the input consumer stopped on an unexpected error")
+        raise
+    finally:
+        await consumer.stop()

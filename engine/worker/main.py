@@ -1,0 +1,56 @@
+"""``microseg worker``: the broker (configured, or embedded), the topics, the store and the Faust app."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from microseg.errors import MicrosegError
+from microseg.engine.kafka.broker import broker_for
+from microseg.engine.settings import Settings
+from microseg.engine.startup import load_predictive_model, load_ruleset, quiet_loggers, tune_gc
+
+__all__ = ["run_worker"]
+
+log = logging.getLogger("microseg.worker")
+
+
+def run_worker(settings: Settings) -> None:
+    """Run until interrupted; with no broker configured, an embedded one lives as long as the worker."""
+    import faust
+
+    from microseg.engine.worker.app import build_app
+    from microseg.engine.worker.runtime import Runtime
+    from microseg.engine.state.rocksdb import RocksChangelogStore
+
+    quiet_loggers(logging.DEBUG if os.environ.get("MICROSEG_DEBUG") else logging.INFO)
+    ruleset = load_ruleset(settings)
+    model = load_predictive_model(settings)
+    tune_gc()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    with broker_for(settings) as endpoint:
+        log.info("broker %s (%s), rules %s, %d partitions", endpoint.bootstrap, "embedded" if endpoint.embedded else "configured", ruleset.version, settings.partitions)
+        store = RocksChangelogStore(
+            Path(settings.data_dir) / "state",
+            bootstrap=endpoint.bootstrap,
+            changelog_topic=settings.changelog_topic,
+            client_kwargs=settings.aiokafka_kwargs(),
+            idempotent_producer=settings.idempotent_producer,
+        )
+        runtime = Runtime(settings, store, ruleset, model)
+        app = build_app(settings, endpoint.bootstrap, runtime)
+        worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False, override_logging=False)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit:
+            pass
+        except MicrosegError as exc:
+            log.error("%s", exc)
+            raise

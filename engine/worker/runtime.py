@@ -1,0 +1,296 @@
+"""The worker's moving parts around the core, independent of how records arrive.
+
+``Runtime`` owns the rule set in force, the DNA store, the batch processor, the output writer
+and the metrics, and serialises everything that touches state behind one lock: input batches,
+clock ticks, rule changes and partition hand-over. The Faust app (``engine.app``) only feeds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from microseg.segments.evaluate import CODE_SEPARATOR
+from microseg.segments.predictive import PredictiveModel
+from microseg.segments.process import Core
+from microseg.segments.ruleset import RuleSet
+from microseg.segments.state import StateFormatError, decode
+from microseg.segments.view import iso
+
+from microseg.engine.worker.delivery import OutputWriter
+from microseg.engine.worker.metrics import Metrics, observe_many
+from microseg.engine.worker.processor import BatchProcessor, InputRecord, Outputs
+from microseg.engine.settings import Settings
+from microseg.engine.state.base import DnaStore
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        store: DnaStore,
+        ruleset: RuleSet,
+        model: PredictiveModel | None,
+        *,
+        metrics: Metrics | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._writer: OutputWriter | None = None
+        self.model = model
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.processor = BatchProcessor(Core(ruleset, model), store, self.metrics, input_topic=settings.input_topic)
+        self.lock = asyncio.Lock()
+        self.assigned: set[int] = set()
+        self.ready: set[int] = set()
+        self.positions: dict[int, int] = {}
+        self.populations: dict[int, Counter[str]] = {}
+        self.started = time.time()
+        self.batches = 0
+        self.highwater: Callable[[int], int | None] = lambda partition: None
+        self._partitioner = DefaultPartitioner()
+        self.metrics.rules_version.labels(version=ruleset.version).set(1)
+
+    async def start(self) -> None:
+        """Start the store (and its producer, shared with the outputs); idempotent."""
+        if self._writer is None:
+            await self.store.start()
+            self._writer = OutputWriter(self.store.producer)  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        async with self.lock:
+            if self._writer is not None:
+                await self.store.flush()
+                await self.store.stop()
+                self._writer = None
+
+    @property
+    def writer(self) -> OutputWriter:
+        assert self._writer is not None, "Runtime.start() was not awaited"
+        return self._writer
+
+    async def request_erasure(self, customer_id: str) -> str:
+        """Queue an ``erasure_requested`` event so the owning worker forgets the customer in order."""
+        await self.start()
+        now = self.clock()
+        event_id = f"erasure-{customer_id}-{int(now * 1000)}"
+        event = {"event_id": event_id, "customer_id": customer_id, "type": "erasure_requested", "ts": iso(now), "props": {}}
+        futures = await self.writer.send(self.settings.input_topic, [(customer_id.encode(), event)])
+        await asyncio.gather(*futures)
+        return event_id
+
+    @property
+    def ruleset(self) -> RuleSet:
+        return self.processor.core.ruleset
+
+    # -- partitions ---------------------------------------------------------------------
+
+    def partition_of(self, customer_id: str) -> int:
+        """The input partition of a customer (Kafka's default keyed partitioner)."""
+        return self._partitioner(customer_id.encode(), list(range(self.settings.partitions)), [])
+
+    async def _ensure_ready(self, partition: int) -> None:
+        if partition in self.ready:
+            return
+        started = time.monotonic()
+        applied = await self.store.recover(partition)
+        population: Counter[str] = Counter()
+        entries = []
+        for customer_id, raw in self.store.items(partition):  # type: ignore[attr-defined]
+            entries.append((customer_id, raw))
+            try:
+                population.update(decode(raw).segments)
+            except StateFormatError:
+                continue
+        customers = self.processor.index_partition(partition, entries)
+        self.populations[partition] = population
+        self.ready.add(partition)
+        self.assigned.add(partition)
+        self._refresh_gauges()
+        log.info("partition %d ready: %d changelog records applied, %d customers, %.2f s", partition, applied, customers, time.monotonic() - started)
+
+    async def on_assigned(self, partitions: Iterable[int]) -> None:
+        async with self.lock:
+            self.assigned.update(partitions)
+            self.metrics.partitions.set(len(self.assigned))
+
+    async def on_revoked(self, partitions: Iterable[int]) -> None:
+        async with self.lock:
+            await self.store.flush()
+            for partition in partitions:
+                self.store.close(partition)
+                self.processor.wakes.drop(partition)
+                self.ready.discard(partition)
+                self.assigned.discard(partition)
+                self.populations.pop(partition, None)
+                self.processor.customers.pop(partition, None)
+                self.positions.pop(partition, None)
+                with contextlib.suppress(KeyError):
+                    self.metrics.consumer_lag.remove(str(partition))
+            self.metrics.partitions.set(len(self.assigned))
+            self._refresh_gauges()
+
+    # -- the hot path -------------------------------------------------------------------
+
+    async def prepare(self, partitions: Iterable[int]) -> None:
+        """Recover newly assigned partitions from their changelog before their records are processed."""
+        await self.start()
+        async with self.lock:
+            for partition in partitions:
+                if partition in self.assigned:
+                    await self._ensure_ready(partition)
+
+    async def handle(self, records: Sequence[InputRecord], commit: Callable[[dict[int, int]], Awaitable[None]] | None = None) -> Outputs:
+        """Process one input batch; outputs and state are durable, then ``commit`` gets the next offsets."""
+        started = time.perf_counter()
+        await self.start()
+        async with self.lock:
+            for partition in {r.partition for r in records}:
+                await self._ensure_ready(partition)
+            out = self.processor.process(records, self.clock())
+            await self._deliver(out)
+            offsets: dict[int, int] = {}
+            for record in records:
+                if record.offset >= offsets.get(record.partition, -1):
+                    offsets[record.partition] = record.offset + 1
+            if commit is not None:
+                await commit(offsets)
+            self.positions.update(offsets)
+            self.batches += 1
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return out
+
+    async def tick(self) -> Outputs:
+        """Fire every wake-up due by the clock's now (cause ``tick``)."""
+        await self.start()
+        async with self.lock:
+            out = self.processor.tick(sorted(self.ready), self.clock())
+            if len(out) or out.suppressed:
+                await self._deliver(out)
+            return out
+
+    async def _deliver(self, out: Outputs) -> None:
+        settings = self.settings
+        futures = []
+        if out.changes:
+            futures += await self.writer.send(settings.changes_topic, ((c["customer_id"].encode(), c) for c in out.changes))
+        if out.messages:
+            futures += await self.writer.send(settings.messages_topic, ((m["customer_id"].encode(), m) for m in out.messages))
+        if out.dead_letters:
+            futures += await self.writer.send(settings.dlq_topic, ((None, d) for d in out.dead_letters))
+        if futures:
+            await asyncio.gather(*futures)
+        await self.store.flush()
+        now = time.time()
+        observe_many(self.metrics.produce_to_output_seconds, [max(now - produced_ms / 1000, 0.0) for produced_ms in out.source_ms])
+        self._count(out, now)
+
+    def _count(self, out: Outputs, now: float) -> None:
+        self.metrics.count_outputs(out.changes, out.messages, out.suppressed)
+        if not out.changes:
+            return
+        for partition, delta in out.moves.items():
+            self.populations.setdefault(partition, Counter()).update(delta)
+        observe_many(self.metrics.event_time_lag_seconds, [max(now - event_t, 0.0) for event_t in out.source_t])
+        self._refresh_gauges()
+
+    def _refresh_gauges(self) -> None:
+        total: Counter[str] = Counter()
+        for population in self.populations.values():
+            total.update(population)
+        for segment in self.ruleset.segment_ids:
+            self.metrics.population.labels(segment=segment).set(total.get(segment, 0))
+        self.metrics.wakeups_pending.set(sum(self.processor.wakes.pending(p) for p in self.ready))
+        self.metrics.customers.set(sum(self.processor.customers.get(p, 0) for p in self.ready))
+
+    # -- rules --------------------------------------------------------------------------
+
+    async def apply_rules(self, ruleset: RuleSet) -> int:
+        """Swap in a new rule set and re-evaluate every stored customer (cause ``rules:<version>``)."""
+        if ruleset.version == self.ruleset.version:
+            return 0
+        async with self.lock:
+            old = self.ruleset.version
+            self.processor.core = Core(ruleset, self.model)
+            self.metrics.rules_version.clear()
+            self.metrics.rules_version.labels(version=ruleset.version).set(1)
+            log.info("rules %s -> %s", old, ruleset.version)
+            partitions = sorted(self.ready)
+        swept = 0
+        for partition in partitions:
+            swept += await self._sweep(partition)
+        return swept
+
+    async def _sweep(self, partition: int, chunk: int = 2_000) -> int:
+        async with self.lock:
+            if partition not in self.ready:
+                return 0
+            keys = [k for k, _ in self.store.items(partition) if not k.startswith("\x00")]  # type: ignore[attr-defined]
+        done = 0
+        for start in range(0, len(keys), chunk):
+            async with self.lock:
+                if partition not in self.ready:
+                    return done
+                out, moved = self.processor.resync(partition, keys[start : start + chunk])
+                await self._deliver(out)
+                done += moved
+        return done
+
+    # -- explain ------------------------------------------------------------------------
+
+    def explain(self, customer_id: str) -> dict[str, Any] | None:
+        """DNA, segments, DNA code and why, as of the customer's last evaluation; None if unknown here."""
+        partition = self.partition_of(customer_id)
+        if partition not in self.ready:
+            return {"customer_id": customer_id, "error": f"partition {partition} is not owned by this worker", "partition": partition}
+        raw = self.store.get_many(partition, [customer_id]).get(customer_id)
+        if raw is None:
+            return None
+        state = decode(raw)
+        if state.erased:
+            return None
+        core = self.processor.core
+        view = core.view(state.dna, state.evaluated_at)
+        dna = view.snapshot()
+        ruleset = core.ruleset
+        segments = [
+            {"id": s.id, "in": s.id in state.segments, "when": s.when.source, "now": s.when.fn(view)}
+            for s in ruleset.segments
+        ]
+        labels = state.code.split(CODE_SEPARATOR) if state.code else []
+        dimensions = [{"name": d.name, "label": label} for d, label in zip(ruleset.dimensions, labels)]
+        return {
+            "customer_id": customer_id,
+            "partition": partition,
+            "as_of": iso(state.evaluated_at),
+            "rules_version": state.rules_version,
+            "segments": list(state.segments),
+            "code": state.code,
+            "dimensions": dimensions,
+            "why": segments,
+            "dna": dna,
+            "next_wake": iso(state.wake) if state.wake is not None else None,
+            "recent_messages": [{"message": m, "send_at": iso(float(t))} for t, m in state.sends],
+            "held_back": [{"message": m, "reason": r, "at": iso(float(t))} for t, m, r in state.held],
+        }
+
+    def segment_populations(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for population in self.populations.values():
+            total.update(population)
+        return {s: total.get(s, 0) for s in self.ruleset.segment_ids}

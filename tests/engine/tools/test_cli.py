@@ -1,0 +1,88 @@
+"""The analyst-facing commands, run as users run them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from typer.testing import CliRunner
+
+from microseg.engine.tools.cli import app
+from microseg.engine.tools.simulator import simulate_lines
+from microseg.schemas.outputs import SegmentChange
+from microseg.segments.testing import event_bytes
+
+runner = CliRunner()
+STARTER = Path(__file__).parents[3] / "rules"
+
+
+def _journeys(path: Path) -> Path:
+    from datetime import datetime, timezone
+
+    with open(path, "wb") as handle:
+        for line in simulate_lines(60, 30, 3, datetime(2026, 1, 1, tzinfo=timezone.utc)):
+            handle.write(line)
+        handle.write(b"{broken json\n")
+        handle.write(event_bytes("c-x", "purchase", "2026-01-05T00:00:00Z", order_id="o", amount=-5) + b"\n")
+    return path
+
+
+def test_replay_writes_changes_and_dead_letters(tmp_path: Path) -> None:
+    events = _journeys(tmp_path / "events.jsonl")
+    out, dlq = tmp_path / "out.jsonl", tmp_path / "dlq.jsonl"
+    result = runner.invoke(app, ["replay", str(events), "--rules", str(STARTER), "--out", str(out), "--dlq", str(dlq), "--until", "2026-04-01T00:00:00Z", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["rejected"] == 2 and summary["events"] > 1000 and summary["changes"] > 0
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert {line["topic"] for line in lines} == {"segment-changes", "next-best-messages"}
+    changes = [line["value"] for line in lines if line["topic"] == "segment-changes"]
+    for change in changes:
+        SegmentChange.model_validate(change)
+    assert any(c["cause"] == "tick" for c in changes), "--until lets time-based exits fire"
+    dead = [orjson.loads(line) for line in dlq.read_bytes().splitlines()]
+    assert [d["reason"].split(":")[0] for d in dead] == ["not valid JSON (or not UTF-8)", "props.amount"]
+    assert dead[0]["raw"] == "{broken json" and dead[0]["offset"] > 0
+
+
+def test_replay_is_deterministic(tmp_path: Path) -> None:
+    events = _journeys(tmp_path / "events.jsonl")
+    outputs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.jsonl"
+        result = runner.invoke(app, ["replay", str(events), "--out", str(out), "--until", "2026-03-01T00:00:00Z", "--now", "2026-06-01T00:00:00Z"])
+        assert result.exit_code == 0, result.output
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] and outputs[0]
+
+
+def test_rules_check_reports_every_problem_with_position(tmp_path: Path) -> None:
+    good = runner.invoke(app, ["rules", "check", str(STARTER)])
+    assert good.exit_code == 0 and good.stdout.startswith("ok:")
+    (tmp_path / "a.yaml").write_text(
+        "version: 1\nsegments:\n  - id: one\n    description: typo\n    when: sesions_30d > 2\n"
+        "  - id: two\n    description: types\n    when: top_category > 3\n"
+    )
+    (tmp_path / "b.yaml").write_text("version: 1\nsegments:\n  - id: three\n    descripton: x\n    when: true\n")
+    bad = runner.invoke(app, ["rules", "check", str(tmp_path)])
+    assert bad.exit_code == 1
+    lines = bad.stdout.strip().splitlines()
+    assert any(line.startswith(f"{tmp_path / 'a.yaml'}:5:11: ") and "sessions_30d" in line for line in lines), lines
+    assert any(line.startswith(f"{tmp_path / 'a.yaml'}:8:") for line in lines), lines
+    assert any(line.startswith(f"{tmp_path / 'b.yaml'}:4:5: ") for line in lines), lines
+
+
+def test_rules_preview_shows_sizes_cells_and_moves(tmp_path: Path) -> None:
+    events = _journeys(tmp_path / "events.jsonl")
+    result = runner.invoke(app, ["rules", "preview", str(STARTER), "--events", str(events), "--until", "2026-03-01T00:00:00Z"])
+    assert result.exit_code == 0, result.output
+    assert "rfm_champions" in result.stdout and "Micro-segments" in result.stdout
+    assert "customers per cell" in result.stdout and "by time alone" in result.stdout
+
+
+def test_schema_export_matches_the_committed_files(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["schema", "--out", str(tmp_path)])
+    assert result.exit_code == 0
+    committed = Path(__file__).parents[3] / "schemas" / "json"
+    for path in tmp_path.rglob("*.json"):
+        assert (committed / path.relative_to(tmp_path)).read_bytes() == path.read_bytes(), f"run 'microseg schema' to refresh {path.name}"

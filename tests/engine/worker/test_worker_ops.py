@@ -1,0 +1,153 @@
+"""A running worker as ops and analysts use it: clock ticks, explain, metrics, rules publishing, erasure."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from microseg.engine.worker.rules_topic import publish_rules
+from microseg.engine.settings import Settings
+from microseg.segments.view import iso
+
+from tests.conftest import consume
+
+pytestmark = [pytest.mark.broker]
+
+TOKEN = "s3cret"
+
+
+def _settings(env: dict[str, str]) -> Settings:
+    return Settings(**{k.removeprefix("MICROSEG_").lower(): v for k, v in env.items()})
+
+
+def _send(broker: str, topic: str, events: list[dict[str, Any]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=broker)
+    for event in events:
+        producer.send(topic, key=event["customer_id"].encode(), value=orjson.dumps(event))
+    producer.flush()
+    producer.close()
+
+
+def _request(port: int, path: str, *, method: str = "GET", token: str | None = TOKEN) -> tuple[int, Any]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            body = response.read()
+            return response.status, orjson.loads(body) if body[:1] in (b"{", b"[") else body.decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+def _until(check: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError("condition not met in time")
+
+
+def test_running_worker_ticks_explains_measures_publishes_and_erases(
+    broker: str, workers: Any, unique_topics: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**unique_topics, "MICROSEG_TICK_INTERVAL_S": "1", "MICROSEG_API_TOKEN": TOKEN}
+    settings = _settings(env)
+    worker = workers(env)
+    worker.wait_assigned()
+    now = time.time()
+    cart_at = now - 3600 + 4
+    _send(
+        broker,
+        settings.input_topic,
+        [
+            {"event_id": "a1", "customer_id": "cust-a", "type": "session_started", "ts": iso(cart_at - 60), "channel": "web"},
+            {"event_id": "a2", "customer_id": "cust-a", "type": "cart_updated", "ts": iso(cart_at), "channel": "web",
+             "props": {"product_id": "p1", "category": "shoes", "quantity": 2, "cart_value": 180.0}},
+            {"event_id": "b1", "customer_id": "cust-b", "type": "purchase", "ts": iso(now - 10), "channel": "app",
+             "props": {"order_id": "o1", "amount": 42.0}},
+            *[
+                {"event_id": f"c{k}", "customer_id": "cust-c", "type": "purchase", "ts": iso(now - (120 - 3 * k) * 86_400),
+                 "channel": "web", "props": {"order_id": f"oc{k}", "amount": 900.0}}
+                for k in range(6)
+            ],
+            {"event_id": "c-now", "customer_id": "cust-c", "type": "session_started", "ts": iso(now - 5), "channel": "web"},
+        ],
+    )
+    # the predictive DNA in the worker: P(alive) fell while cust-c was away (starter rule p_alive < 0.3 and clv_12m > 50)
+    fading = consume(broker, settings.changes_topic, until=lambda got: any(c["segment"] == "likely_churner_valuable" and c["customer_id"] == "cust-c" for c in got))
+    assert [c for c in fading if c["segment"] == "likely_churner_valuable"][0]["cause"] == "tick"
+    assert _request(worker.port, "/customers/cust-c")[1]["dna"]["p_alive"] < 0.3
+    # time alone: the cart turns abandoned one hour after the cart event, with nothing sent
+    changes = consume(broker, settings.changes_topic, until=lambda got: any(c["segment"] == "cart_abandoner" for c in got), timeout=90)
+    (abandoned,) = [c for c in changes if c["segment"] == "cart_abandoner"]
+    assert abandoned["cause"] == "tick" and abandoned["change"] == "entered"
+    assert abandoned["at"] == iso(cart_at + 3600)
+
+    status, explained = _request(worker.port, "/customers/cust-a")
+    assert status == 200
+    assert "cart_abandoner" in explained["segments"] and "big_open_cart" not in explained["segments"]
+    assert explained["dna"]["open_cart_value"] is None, "an abandoned cart is no longer open"
+    assert {"message": "cart_reminder", "reason": "consent"} in [{k: h[k] for k in ("message", "reason")} for h in explained["held_back"]]
+    big = [c for c in consume(broker, settings.changes_topic, until=lambda got: True, timeout=5) if c["segment"] == "big_open_cart"]
+    assert [(c["change"], c["cause"]) for c in big] == [("entered", "a2"), ("exited", "tick")]
+    assert any(w["id"] == "cart_abandoner" and w["when"].startswith("carts_abandoned_30d") for w in explained["why"])
+    assert _request(worker.port, "/customers/cust-a", token=None)[0] == 401
+    import os
+    import subprocess
+    import sys
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "microseg", "explain", "cust-a", "--url", f"http://127.0.0.1:{worker.port}"],
+        env={**os.environ, "MICROSEG_API_TOKEN": TOKEN},
+        capture_output=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "cart_abandoner" in orjson.loads(cli.stdout)["segments"]
+    assert _request(worker.port, "/customers/nobody")[0] == 404
+
+    status, metrics = _request(worker.port, "/metrics", token=None)
+    assert status == 200
+    assert 'microseg_events_processed_total{type="cart_updated"} 1.0' in metrics
+    assert 'microseg_segment_population{segment="cart_abandoner"} 1.0' in metrics
+    assert 'microseg_segment_transitions_total{cause="tick",direction="entered",segment="cart_abandoner"} 1.0' in metrics
+    assert "microseg_processing_seconds_bucket" in metrics and "microseg_consumer_lag" in metrics
+    assert _request(worker.port, "/segments", token=None)[1]["segments"]["cart_abandoner"] == 1
+
+    # a new rule set, published while the worker runs, re-evaluates everyone with cause rules:<version>
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "one.yaml").write_text("version: 1\nsegments:\n  - id: everyone\n    description: all\n    when: true\n")
+    version = publish_rules(settings, broker, rules)
+    changes = consume(
+        broker, settings.changes_topic, until=lambda got: {c["customer_id"] for c in got if c["cause"] == f"rules:{version}" and c["segment"] == "everyone"} == {"cust-a", "cust-b", "cust-c"}
+    )
+    exits = {c["segment"] for c in changes if c["cause"] == f"rules:{version}" and c["change"] == "exited"}
+    assert "cart_abandoner" in exits
+    assert _until(lambda: _request(worker.port, "/health")[1]["rules_version"] == version)
+    assert _request(worker.port, "/segments", token=None)[1]["segments"] == {"everyone": 3}, "populations follow a rules sweep"
+
+    # a broken record on the rules topic is refused; the rules in force stay
+    producer = KafkaProducer(bootstrap_servers=broker)
+    producer.send(settings.rules_topic, key=b"rules", value=orjson.dumps({"version": "x", "files": {"bad.yaml": "segments: [ {id: 1"}}))
+    producer.flush()
+    producer.close()
+    _until(lambda: "microseg_rule_errors_total 1.0" in _request(worker.port, "/metrics", token=None)[1])
+    assert _request(worker.port, "/health")[1]["rules_version"] == version
+
+    # GDPR erasure through the API: exits emitted, state gone
+    status, accepted = _request(worker.port, "/customers/cust-b", method="DELETE")
+    assert status == 202
+    erasure = accepted["erasure_event"]
+    consume(broker, settings.changes_topic, until=lambda got: any(c["cause"] == erasure and c["segment"] == "everyone" and c["change"] == "exited" for c in got))
+    assert _until(lambda: _request(worker.port, "/customers/cust-b")[0] == 404)
