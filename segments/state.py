@@ -4,11 +4,20 @@ Memberships, the DNA code, the contact history and the next wake-up are kept wit
 that one read and one write per customer serve the whole step, and so that a restarted worker
 diffs against exactly what it emitted before. ``encode``/``decode`` give the compact msgpack form
 that goes to RocksDB and the changelog (positional, versioned; typically 0.3-1 KiB).
+
+The form is ``[FORMAT, dna, segments, code, rules_version, evaluated_at, wake, sends, last_sent,
+offset, erased, held]`` with ``dna`` the values of ``DNA_LAYOUT`` in that order (windows and
+recent event ids packed, below). A state of an older format is upgraded one version at a time
+by ``MIGRATIONS`` before it is read; a newer one is refused (``StateFormatError``). To change the
+layout: bump ``FORMAT``, add ``MIGRATIONS[old]`` turning an old raw list into the new one, and
+keep ``tests/fixtures/state_v1`` decoding (``tests/segments/test_state_format.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any, Final
 
 import msgpack
 
@@ -16,10 +25,30 @@ from microseg.errors import MicrosegError
 from microseg.segments.dna import Dna
 from microseg.segments.windows import METRICS, Windows
 
-__all__ = ["CustomerState", "encode", "decode", "StateFormatError", "FORMAT"]
+__all__ = ["CustomerState", "encode", "decode", "upgrade", "StateFormatError", "FORMAT", "OLDEST_FORMAT", "DNA_LAYOUT", "MIGRATIONS"]
 
-FORMAT = 1
-_DNA_FIELDS = tuple(f.name for f in fields(Dna))
+FORMAT: Final = 1
+"""The format ``encode`` writes, first element of the list."""
+
+OLDEST_FORMAT: Final = 1
+"""The oldest format ``decode`` still reads (through ``MIGRATIONS``)."""
+
+DNA_LAYOUT: Final = (
+    "first_seen", "last_seen", "last_activity", "acquired", "first_purchase", "last_purchase",
+    "purchases_total", "purchase_days", "gross_cents", "first_day_cents", "refunded_cents",
+    "windows", "session_start", "session_views", "cart_at", "cart_value", "affinity_at",
+    "affinity", "channel_days", "channel_uses", "last_channel", "consent", "unsubscribed",
+    "campaigns", "last_message", "voice", "open_support", "reviews", "referrals", "timezone",
+    "preferred_channel", "attributes", "recent_ids",
+)
+"""The DNA's positions in the current format: stated here, not taken from the ``Dna`` class, so
+that adding, removing or reordering a ``Dna`` field cannot silently shift stored states (a test
+holds this to the class; a change needs a new format and its migration)."""
+
+MIGRATIONS: dict[int, Callable[[list[Any]], list[Any]]] = {}
+"""``MIGRATIONS[v]`` turns the raw list of a format-``v`` state into a format-``v + 1`` one
+(first element included). Pure functions of the list; never removed while that format may
+still be stored."""
 
 
 class StateFormatError(MicrosegError):
@@ -73,8 +102,10 @@ class CustomerState:
         self.held = [] if held is None else held
 
 
-_WINDOWS = _DNA_FIELDS.index("windows")
-_RECENT = _DNA_FIELDS.index("recent_ids")
+_WINDOWS: Final = DNA_LAYOUT.index("windows")
+_RECENT: Final = DNA_LAYOUT.index("recent_ids")
+_DNA_IN_ORDER: Final = DNA_LAYOUT == tuple(f.name for f in fields(Dna))
+"""The common case: ``Dna(*values)`` takes the stored values as they are."""
 
 
 def _pack_row(row: list[int], out: list[int]) -> None:
@@ -129,7 +160,8 @@ def _unpack_windows(flat: list[int]) -> Windows:
 
 
 def encode(state: CustomerState) -> bytes:
-    dna = [getattr(state.dna, name) for name in _DNA_FIELDS]
+    """The state in the current ``FORMAT``."""
+    dna = [getattr(state.dna, name) for name in DNA_LAYOUT]
     dna[_WINDOWS] = _pack_windows(state.dna.windows)
     dna[_RECENT] = b"".join(h.to_bytes(4, "big") for h in state.dna.recent_ids)
     return msgpack.packb(
@@ -152,18 +184,59 @@ def encode(state: CustomerState) -> bytes:
 
 
 def decode(data: bytes) -> CustomerState:
+    """A stored state of any format from ``OLDEST_FORMAT`` to ``FORMAT``, upgraded to the current
+    one. Raises ``StateFormatError`` for a newer format, or bytes that are not a state."""
     try:
         raw = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise StateFormatError(f"stored customer state is not readable msgpack: {exc}") from None
-    if not isinstance(raw, list) or not raw or raw[0] != FORMAT:
-        version = raw[0] if isinstance(raw, list) and raw else None
-        raise StateFormatError(f"stored customer state has format {version!r}; this microseg reads format {FORMAT}")
+    if not isinstance(raw, list) or not raw:
+        raise StateFormatError(f"stored customer state is not a list with its format first: {type(raw).__name__}")
+    if raw[0] != FORMAT:
+        raw = upgrade(raw)
+    try:
+        return _read(raw)
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        raise StateFormatError(f"stored customer state does not fit format {FORMAT}: {exc!r}") from None
+
+
+def upgrade(raw: list[Any], migrations: dict[int, Callable[[list[Any]], list[Any]]] | None = None, current: int = FORMAT) -> list[Any]:
+    """A raw (decoded msgpack) state list brought to format ``current`` through ``migrations``
+    (``MIGRATIONS``), one version at a time. Raises ``StateFormatError`` for a format newer than
+    ``current``, older than any migration reaches, or not a format number at all."""
+    table = MIGRATIONS if migrations is None else migrations
+    version = raw[0] if raw else None
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise StateFormatError(f"stored customer state has no format number (found {version!r}); this microseg reads format {current}")
+    if version > current:
+        raise StateFormatError(
+            f"stored customer state has format {version}, written by a newer microseg; this microseg reads formats up to {current}"
+        )
+    while version < current:
+        step = table.get(version)
+        if step is None:
+            raise StateFormatError(f"stored customer state has format {version}; this microseg reads format {current} and cannot migrate from {version}")
+        raw = step(raw)
+        if not raw or raw[0] != version + 1:
+            found = raw[0] if raw else None
+            raise StateFormatError(f"migration of a stored customer state from format {version} gave format {found!r}, not {version + 1}")
+        version += 1
+    return raw
+
+
+def _read(raw: list[Any]) -> CustomerState:
+    """A current-format list as a state. Format 1 states written before ``erased`` and ``held``
+    were kept end after ``offset``: they read as not erased, nothing held."""
     _, dna_values, segments, code, version, evaluated_at, wake, sends, last_sent, offset, *rest = raw
+    if len(dna_values) != len(DNA_LAYOUT):
+        raise ValueError(f"{len(dna_values)} DNA values for {len(DNA_LAYOUT)} fields")
     dna_values[_WINDOWS] = _unpack_windows(dna_values[_WINDOWS])
     blob = dna_values[_RECENT]
     dna_values[_RECENT] = [int.from_bytes(blob[i : i + 4], "big") for i in range(0, len(blob), 4)]
-    dna = Dna(*dna_values)
+    if _DNA_IN_ORDER:
+        dna = Dna(*dna_values)
+    else:
+        dna = Dna(**dict(zip(DNA_LAYOUT, dna_values)))
     erased = bool(rest and rest[0])
     held = rest[1] if len(rest) > 1 else []
     return CustomerState(dna, tuple(segments), code, version, evaluated_at, wake, sends, last_sent, offset, erased, held)
