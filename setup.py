@@ -60,9 +60,13 @@ def _extensions() -> list[object]:
     except ImportError:
         print("microseg: mypyc is not available: installing the core as plain Python", file=sys.stderr)
         return []
+    # --no-site-packages: type-check against the staged sources only, never against whatever
+    # pydantic & co. the building interpreter has installed (a fresh build environment has none, a
+    # developer's venv has them, and their newer stubs made mypy reject schemas/events.py, so the
+    # same source compiled in one place and silently fell back to plain Python in the other).
     try:
         extensions = mypycify(
-            ["--ignore-missing-imports", *_stage()], opt_level="3", group_name=native.GROUP, target_dir=str(STAGE / "c")
+            ["--ignore-missing-imports", "--no-site-packages", *_stage()], opt_level="3", group_name=native.GROUP, target_dir=str(STAGE / "c")
         )
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure leaves a working pure-Python install
         print(f"microseg: mypyc could not compile the core ({exc}): installing it as plain Python", file=sys.stderr)
