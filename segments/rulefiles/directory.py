@@ -1,0 +1,80 @@
+"""A rules directory, or rule files shipped as texts -> one versioned ``RuleSet``, or every problem.
+
+The only I/O of the rule-file reader: listing the directory and reading its ``*.yaml``/``*.yml``
+files (at most ``MAX_FILE_BYTES`` each). The version is the first 12 hex digits of a SHA-256 over
+the file names and contents, so it is the same wherever the files are loaded from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
+from microseg.segments.language import Problem, RuleError
+from microseg.segments.rulefiles.assembly import assemble
+from microseg.segments.rulefiles.rule_file import MAX_FILE_BYTES, RuleFile
+from microseg.segments.ruleset import RuleSet
+
+__all__ = ["RULE_FILE_SUFFIXES", "load_rules", "check_rules", "compile_rule_texts"]
+
+RULE_FILE_SUFFIXES = (".yaml", ".yml")
+
+
+def load_rules(directory: Path | str) -> RuleSet:
+    """Compile every ``*.yaml``/``*.yml`` in ``directory`` (sorted); raises ``RuleError`` with all problems."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise RuleError([Problem(str(root), 0, 0, "rules directory not found")])
+    paths = sorted(p for p in root.iterdir() if p.suffix in RULE_FILE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+    if not paths:
+        raise RuleError([Problem(str(root), 0, 0, "no rule files (*.yaml, *.yml) in this directory")])
+    problems: list[Problem] = []
+    texts: dict[str, bytes] = {}
+    for path in paths:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            problems.append(Problem(str(path), 1, 1, f"file is {size} bytes; rule files are limited to {MAX_FILE_BYTES} bytes (1 MiB)"))
+            continue
+        texts[path.name] = path.read_bytes()
+    try:
+        ruleset = compile_rule_texts(texts, base=str(root))
+    except RuleError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise RuleError(sorted(problems))
+    return ruleset
+
+
+def check_rules(directory: Path | str) -> list[Problem]:
+    """Every problem in ``directory``'s rule files, sorted; empty when they compile."""
+    try:
+        load_rules(directory)
+    except RuleError as exc:
+        return list(exc.problems)
+    return []
+
+
+def compile_rule_texts(files: Mapping[str, bytes | str], *, base: str | None = None) -> RuleSet:
+    """Compile rule files given as ``{file name: content}`` (what ``rules publish`` ships).
+
+    The version hashes names and contents only, so the same files give the same version
+    wherever they are loaded from; ``base`` only prefixes file names in problems.
+    """
+    problems: list[Problem] = []
+    parts: list[RuleFile] = []
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        raw = files[name]
+        data = raw.encode("utf-8") if isinstance(raw, str) else raw
+        digest.update(name.encode("utf-8") + b"\0" + data + b"\0")
+        shown = str(Path(base) / name) if base else name
+        part = RuleFile(shown)
+        parts.append(part)
+        part.load(data)
+        problems.extend(part.problems)
+    ruleset = assemble(parts, digest.hexdigest()[:12], tuple(sorted(files)), problems)
+    if problems:
+        raise RuleError(sorted(set(problems)))
+    return ruleset
+
