@@ -37,7 +37,7 @@ MODULES: tuple[str, ...] = (
     "microseg.segments.decide",
     "microseg.segments.timeline",
     "microseg.segments.state",
-    "microseg.segments.process",
+    "microseg.segments.step",
     "microseg.segments.language.compiler",
 )
 """The modules compiled by ``setup.py`` (read from here, so the list lives in one place)."""

@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import itertools
+import math
 import tempfile
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,9 @@ from typing import Any
 import orjson
 
 from microseg.schemas.events import Event, decode_event
+from microseg.segments.pipeline import Batch, Pipeline, Record
 from microseg.segments.predictive import PredictiveModel
-from microseg.segments.process import Core
+from microseg.segments.step import Core
 from microseg.segments.ruleset import RuleSet
 from microseg.segments.state import CustomerState
 
@@ -65,32 +68,51 @@ def load_rules_text(text: str, name: str = "rules.yaml") -> RuleSet:
 
 
 class Journey:
-    """Customers stepped through the core, with every emitted record kept for assertions."""
+    """Customers stepped through the record pipeline, with every emitted record kept for assertions.
 
-    def __init__(self, rules: RuleSet | str, model: PredictiveModel | None = None) -> None:
-        self.core = Core(load_rules_text(rules) if isinstance(rules, str) else rules, model)
+    ``now`` is the processing clock (epoch seconds) for the future-time check; by default there
+    is none, so events of any date are accepted. A record the pipeline refuses is kept in
+    ``dead_letters`` (with its reason), as a host would send it to the dead-letter topic.
+    """
+
+    def __init__(self, rules: RuleSet | str, model: PredictiveModel | None = None, *, now: float = math.inf) -> None:
+        self.pipeline = Pipeline(Core(load_rules_text(rules) if isinstance(rules, str) else rules, model), source="journey", kafka=False)
+        self.now = now
         self.states: dict[str, CustomerState] = {}
         self.changes: list[dict[str, Any]] = []
         self.messages: list[dict[str, Any]] = []
         self.suppressed: list[dict[str, Any]] = []
+        self.dead_letters: list[dict[str, Any]] = []
+        self._sent = 0
 
-    def _keep(self, customer_id: str, result: Any) -> None:
-        self.states[customer_id] = result.state
-        self.changes += result.changes
-        self.messages += result.messages
-        self.suppressed += result.suppressed
+    @property
+    def core(self) -> Core:
+        return self.pipeline.core
+
+    def _load(self, partition: int, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+        return {c: self.states[c] for c in customer_ids if c in self.states}
+
+    def _keep(self, batch: Batch) -> None:
+        for states in batch.states.values():
+            self.states.update(states)
+        self.changes += batch.changes
+        self.messages += batch.messages
+        self.suppressed += batch.suppressed
+        self.dead_letters += batch.dead_letters
+
+    def send_raw(self, raw: bytes) -> Journey:
+        """One input record as a producer wrote it (bytes, possibly invalid)."""
+        self._sent += 1
+        self._keep(self.pipeline.process([Record(0, self._sent, None, raw)], self.now, self._load))
+        return self
 
     def send(
         self, customer_id: str, type_: str, ts: str, *, event_id: str | None = None, channel: str | None = None, props: dict[str, Any] | None = None, **more: Any
     ) -> Journey:
-        ev = event(customer_id, type_, ts, event_id=event_id, channel=channel, props=props, **more)
-        self._keep(customer_id, self.core.on_event(self.states.get(customer_id), ev))
-        return self
+        return self.send_raw(event_bytes(customer_id, type_, ts, event_id=event_id, channel=channel, props=props, **more))
 
     def until(self, ts: str) -> Journey:
-        t = parse_ts(ts)
-        for customer_id in sorted(self.states):
-            self._keep(customer_id, self.core.advance(customer_id, self.states[customer_id], t))
+        self._keep(self.pipeline.advance(0, sorted(self.states), parse_ts(ts), self._load))
         return self
 
     def segments(self, customer_id: str) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ from typing import Any  # noqa: E402
 import orjson  # noqa: E402
 
 from microseg.engine.kafka.broker import free_port  # noqa: E402
-from microseg.engine.tools.processes import stop_process  # noqa: E402
+from microseg.engine.tools.children import stop_process  # noqa: E402
 
 _names = itertools.count()
 

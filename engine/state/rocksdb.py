@@ -20,6 +20,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from microseg.engine.kafka.clients import SharedProducer, state_reader
 from microseg.engine.kafka.offsets import true_end_offsets
 from microseg.engine.state.base import StoreError
 
@@ -123,7 +124,7 @@ class RocksChangelogStore:
         bootstrap: str,
         changelog_topic: str,
         client_kwargs: Mapping[str, Any] | None = None,
-        producer: AIOKafkaProducer | None = None,
+        producer: AIOKafkaProducer | SharedProducer | None = None,
         tuning: RocksTuning | None = None,
         on_changelog_behind: Literal["reset", "error"] = "reset",
         recovery_stall_s: float = 30.0,
@@ -134,7 +135,8 @@ class RocksChangelogStore:
         self.topic = changelog_topic
         self._client_kwargs = dict(client_kwargs or {})
         self._own_producer = producer is None
-        self._producer = producer
+        self._shared = producer if isinstance(producer, SharedProducer) else None
+        self._producer = None if isinstance(producer, SharedProducer) else producer
         self._tuning = tuning
         self._on_behind = on_changelog_behind
         self._stall_s = recovery_stall_s
@@ -161,7 +163,9 @@ class RocksChangelogStore:
         if self._tuning is None:
             self._tuning = RocksTuning()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self._producer is None:
+        if self._shared is not None:
+            self._producer = await self._shared.start()
+        elif self._producer is None:
             self._producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap.split(","),
                 client_id="microseg-store",
@@ -281,15 +285,7 @@ class RocksChangelogStore:
         tp = TopicPartition(self.topic, partition)
         # offsets are asked before assign(): once assigned, the fetcher's long polls share the
         # connection and Tansu answers in order, adding up to fetch_max_wait_ms per request
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap.split(","),
-            client_id=f"microseg-recovery-{partition}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=16 << 20,
-            fetch_max_bytes=64 << 20,
-            **self._client_kwargs,
-        )
+        consumer = state_reader(self.bootstrap, self._client_kwargs, client_id=f"microseg-recovery-{partition}")
         await consumer.start()
         try:
             end = (await true_end_offsets(consumer, [tp]))[tp]

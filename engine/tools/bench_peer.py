@@ -1,9 +1,9 @@
 """The peer of ``microseg bench --peer``: the same core hosted in a minimal quix-streams application.
 
-Identical work per event to the worker: decode the record as the worker does, read the customer's
-state (``segments.state`` bytes, kept raw in quix's RocksDB state, changelog on), ``Core.on_event``
-(fold, rules, diff, decision), write the new state back, and produce every segment change and
-message to one output topic. Run as ``python -m microseg.engine.tools.bench_peer``; prints one JSON line.
+Identical work per event to the worker: the same record pipeline (``segments.pipeline``: decode,
+dedupe, ``Core.on_event``, encode) over the customer's state (``segments.state`` bytes, kept raw
+in quix's RocksDB state, changelog on), the new state written back, and every segment change and
+message produced to one output topic. quix hands over one record at a time, so each is a batch of one. Run as ``python -m microseg.engine.tools.bench_peer``; prints one JSON line.
 
 Timing: from the first record handed to our step function to ``Application.run`` returning after
 the N-th input record (quix then commits its checkpoint: outputs and changelog flushed, offsets
@@ -17,6 +17,7 @@ import logging
 import resource
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +49,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from microseg.engine.settings import load_settings
     from microseg.engine.startup import load_predictive_model, load_ruleset, tune_gc
-    from microseg.schemas.events import InvalidEvent, decode_event
-    from microseg.segments.process import Core
-    from microseg.segments.state import decode, encode
+    from microseg.segments.pipeline import Pipeline, Record
+    from microseg.segments.state import CustomerState, decode, encode
+    from microseg.segments.step import Core
 
     logging.basicConfig(level=logging.WARNING)
     settings = load_settings(rules_dir=Path(args.rules) if args.rules else None)
-    core = Core(load_ruleset(settings), load_predictive_model(settings))
+    pipeline = Pipeline(Core(load_ruleset(settings), load_predictive_model(settings)), source=args.topic, kafka=False, encode=encode)
     tune_gc()
 
     processed = 0
+    seen = 0
     first: list[float] = []
-    newest = [time.time()]
     key = b"s"
 
     app = Application(
@@ -88,18 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     def step(value: bytes, state: Any) -> list[dict[str, Any]]:
         if not first:
             first.append(time.perf_counter())
-        try:
-            event = decode_event(value, reference_t=newest[0])
-        except InvalidEvent:
-            return []
-        if event.t > newest[0]:
-            newest[0] = event.t
-        raw = state.get(key)
-        result = core.on_event(decode(raw) if raw is not None else None, event)
-        if result.duplicate:
-            return []
-        state.set(key, encode(result.state))
-        return result.changes + result.messages if result.messages else result.changes
+        nonlocal seen
+        seen += 1
+
+        def load(partition: int, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+            raw = state.get(key)
+            return {} if raw is None else {c: decode(raw) for c in customer_ids}
+
+        batch = pipeline.process([Record(0, seen, None, value)], time.time(), load)
+        for encoded in batch.encoded.values():
+            for raw in encoded.values():
+                state.set(key, raw)
+        return batch.changes + batch.messages if batch.messages else batch.changes
 
     sdf = app.dataframe(source)
     sdf = sdf.apply(step, stateful=True, expand=True)

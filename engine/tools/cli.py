@@ -102,7 +102,7 @@ def replay_command(
 
     from microseg.engine.tools.replay import read_lines, replay
     from microseg.engine.tools.sinks import JsonlSink
-    from microseg.segments.process import Core
+    from microseg.segments.step import Core
     from microseg.segments.state import encode
 
     from microseg.engine.startup import tune_gc
@@ -220,7 +220,7 @@ def rules_preview(
     from rich.table import Table
 
     from microseg.engine.tools.replay import read_lines, replay
-    from microseg.segments.process import Core
+    from microseg.segments.step import Core
 
     ruleset = _load_ruleset(directory)
     core = Core(ruleset, _load_model(model, no_model))

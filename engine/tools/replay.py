@@ -1,26 +1,30 @@
 """``microseg replay``: the core over a JSONL file, offline and deterministic.
 
-Lines are read one at a time (memory grows with customers, not events); every line is decoded
-exactly as the worker decodes a Kafka record, so rejected lines get the same reasons, and every
-good event goes through the same ``Core.on_event``. ``until`` lets time run on after the last
-event so that exits by time alone fire.
+Lines are read in chunks (memory grows with customers, not events) and go through the same
+record pipeline as the worker's input batches (``segments.pipeline``): the same decoding and
+reasons for rejected lines, the same dedupe, the same customer step, the same outputs. ``until``
+lets time run on after the last event so that exits by time alone fire. Per chunk, the sink gets
+the segment changes, then the messages (the worker, too, sends each batch to two topics).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from microseg.schemas.events import InvalidEvent, decode_event
-from microseg.segments.process import Core, StepResult
+from microseg.segments.pipeline import Batch, Pipeline, Record
 from microseg.segments.state import CustomerState, encode
+from microseg.segments.step import Core
 
-from microseg.engine.tools.sinks import Sink, dead_letter
+from microseg.engine.tools.sinks import Sink
 
-__all__ = ["ReplayStats", "replay", "advance_all", "read_lines"]
+__all__ = ["ReplayStats", "replay", "advance_all", "read_lines", "CHUNK"]
+
+CHUNK = 1_000
+"""Lines per pipeline call: large enough to amortise the call, small enough to keep memory flat."""
 
 
 @dataclass
@@ -57,15 +61,35 @@ def read_lines(path: str) -> Iterator[bytes]:
                 yield line
 
 
-def _emit(result: StepResult, sink: Sink, stats: ReplayStats) -> None:
-    if result.changes:
-        sink.changes(result.changes)
-        stats.changes += len(result.changes)
-    if result.messages:
-        sink.messages(result.messages)
-        stats.messages += len(result.messages)
-    for held in result.suppressed:
+def _emit(batch: Batch, sink: Sink, stats: ReplayStats) -> None:
+    if batch.changes:
+        sink.changes(batch.changes)
+        stats.changes += len(batch.changes)
+    if batch.messages:
+        sink.messages(batch.messages)
+        stats.messages += len(batch.messages)
+    for dead in batch.dead_letters:
+        sink.dead_letter(dead)
+    for held in batch.suppressed:
         stats.suppressed[held["reason"]] += 1
+    stats.rejected += len(batch.dead_letters)
+    stats.rejected_reasons.update(batch.rejected)
+    stats.duplicates += batch.duplicates
+    stats.after_erasure += batch.after_erasure
+
+
+def _records(lines: Iterable[bytes], on_line: Callable[[int], None] | None) -> Iterator[list[Record]]:
+    """Chunks of ``CHUNK`` records; ``offset`` is the line number (1-based; blank lines are skipped and not counted)."""
+    chunk: list[Record] = []
+    for number, raw in enumerate(lines, start=1):
+        if on_line is not None:
+            on_line(len(raw) + 1)
+        chunk.append(Record(0, number, None, raw))
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def replay(
@@ -79,54 +103,38 @@ def replay(
     on_line: Callable[[int], None] | None = None,
     now: float | None = None,
 ) -> tuple[ReplayStats, dict[str, CustomerState]]:
-    """Run ``core`` over raw JSON lines in order; returns the statistics and the final states.
+    """Run ``core`` over raw JSON lines in order through the record pipeline; returns the
+    statistics and the final states (customer id -> state).
 
-    ``now`` is the processing clock for the future-time check (default: the wall clock at start),
-    exactly as the worker applies it.
+    ``now`` is the processing clock for the future-time check (epoch seconds; default: the wall
+    clock at start), exactly as the worker applies it. ``until`` (epoch seconds) lets time run on
+    for every customer after the last line. Dead letters carry ``source`` as topic and the line
+    number as offset.
     """
     states = {} if states is None else states
     stats = ReplayStats()
-    newest: float = time.time() if now is None else now
-    on_event = core.on_event
-    number = 0
-    for number, raw in enumerate(lines, start=1):
-        if on_line is not None:
-            on_line(len(raw) + 1)
-        try:
-            event = decode_event(raw, reference_t=newest)
-        except InvalidEvent as exc:
-            stats.rejected += 1
-            stats.rejected_reasons[str(exc).split(":")[0]] += 1
-            sink.dead_letter(dead_letter(str(exc), raw, topic=source, partition=None, offset=number))
-            continue
-        if event.t > newest:
-            newest = event.t
-        result = on_event(states.get(event.customer_id), event)
-        if result.duplicate:
-            stats.duplicates += 1
-        elif result.ignored:
-            stats.after_erasure += 1
-        else:
-            states[event.customer_id] = result.state
-            if result.changes or result.messages or result.suppressed:
-                _emit(result, sink, stats)
-    stats.lines = number
-    stats.events = number - stats.rejected
+    pipeline = Pipeline(core, source=source, kafka=False)
+    clock: float = time.time() if now is None else now
+
+    def load(partition: int, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+        return {c: states[c] for c in customer_ids if c in states}
+
+    for chunk in _records(lines, on_line):
+        batch = pipeline.process(chunk, clock, load)
+        states.update(batch.states[0] if batch.states else ())
+        _emit(batch, sink, stats)
+        stats.lines = chunk[-1].offset
+    stats.events = stats.lines - stats.rejected
     if until is not None:
-        advance_all(core, states, until, sink, stats)
+        advance_all(pipeline, states, until, sink, stats)
     return stats, states
 
 
-def advance_all(core: Core, states: dict[str, CustomerState], until: float, sink: Sink, stats: ReplayStats) -> None:
+def advance_all(pipeline: Pipeline, states: dict[str, CustomerState], until: float, sink: Sink, stats: ReplayStats) -> None:
     """Let time run on to ``until`` for every customer (in customer-id order, for determinism)."""
-    for customer_id in sorted(states):
-        state = states[customer_id]
-        nothing_due = state.wake is None or state.wake > until
-        if nothing_due and state.rules_version == core.ruleset.version:
-            continue
-        result = core.advance(customer_id, state, until)
-        states[customer_id] = result.state
-        _emit(result, sink, stats)
+    batch = pipeline.advance(0, sorted(states), until, lambda partition, ids: states)
+    states.update(batch.states[0])
+    _emit(batch, sink, stats)
 
 
 def state_sizes(states: dict[str, CustomerState]) -> list[int]:

@@ -1,6 +1,6 @@
 """Where replay's records go: a JSONL file (``--out``/``--dlq``), a list in tests, counters in previews.
 
-The worker delivers the same records to Kafka through ``engine.delivery.OutputWriter``; the
+The worker delivers the same records to Kafka through ``engine.worker.delivery.KafkaSink``; the
 records themselves come from the same core in both, which is what makes ``microseg replay``
 reproduce what the worker emits.
 """
@@ -13,7 +13,7 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-__all__ = ["Sink", "ListSink", "JsonlSink", "dead_letter", "SEGMENT_CHANGES", "NEXT_BEST_MESSAGES", "DLQ"]
+__all__ = ["Sink", "ListSink", "JsonlSink", "SEGMENT_CHANGES", "NEXT_BEST_MESSAGES", "DLQ"]
 
 SEGMENT_CHANGES = "segment-changes"
 NEXT_BEST_MESSAGES = "next-best-messages"
@@ -26,17 +26,6 @@ class Sink(Protocol):
     def messages(self, records: Iterable[dict[str, Any]]) -> None: ...
 
     def dead_letter(self, record: dict[str, Any]) -> None: ...
-
-
-def dead_letter(reason: str, raw: bytes, *, topic: str, partition: int | None, offset: int | None) -> dict[str, Any]:
-    """The DLQ record of CONTRACT §4; ``raw`` keeps the original bytes as text."""
-    return {
-        "reason": reason,
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "raw": raw.decode("utf-8", errors="replace"),
-    }
 
 
 @dataclass

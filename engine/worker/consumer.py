@@ -13,11 +13,12 @@ import asyncio
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from microseg.engine.worker.runtime import Runtime
+from microseg.engine.kafka.clients import input_consumer
 from microseg.engine.settings import Settings
+from microseg.engine.worker.runtime import Runtime
 
 __all__ = ["consume_forever"]
 
@@ -42,22 +43,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, *, ready: asyncio.Event | None = None) -> None:
     """Consume the input topic in the worker group until cancelled."""
     topic = settings.input_topic
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap.split(","),
-        group_id=settings.group_id,
-        client_id=f"{settings.group_id}-worker",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=int(settings.session_timeout_s * 1000),
-        heartbeat_interval_ms=1000,
-        rebalance_timeout_ms=int(max(settings.session_timeout_s * 3, 30) * 1000),
-        max_poll_interval_ms=300_000,
-        max_poll_records=settings.max_batch,
-        fetch_max_bytes=64 << 20,
-        max_partition_fetch_bytes=8 << 20,
-        fetch_max_wait_ms=int(settings.batch_within_s * 1000),
-        **settings.aiokafka_kwargs(),
-    )
+    consumer = input_consumer(settings, bootstrap)
     consumer.subscribe([topic], listener=_Rebalance(runtime, topic))
     await runtime.start()
     await consumer.start()

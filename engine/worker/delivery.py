@@ -1,4 +1,8 @@
-"""Delivering a batch's outputs: keyed records to their topics, in pre-built producer batches.
+"""Where the runtime delivers a batch's outputs: the output sink seam and its two implementations.
+
+``KafkaSink`` sends keyed records to their topics in pre-built producer batches and waits for the
+broker; ``MemorySink`` keeps them in lists (the runtime's unit tests). Both take a whole
+``Batch`` and return only when it is delivered: the runtime flushes state after that.
 
 Partitions follow Kafka's default keyed partitioner (murmur2 of the customer id), so consumers
 of ``segment-changes`` and ``next-best-messages`` see each customer's records in order on one
@@ -9,13 +13,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-__all__ = ["OutputWriter"]
+from microseg.segments.pipeline import Batch
+
+from microseg.engine.kafka.clients import SharedProducer
+from microseg.engine.settings import Settings
+
+__all__ = ["OutputSink", "KafkaSink", "MemorySink", "OutputWriter"]
+
+
+class OutputSink(Protocol):
+    """Where outputs go. ``deliver`` returns once every record of the batch is durable."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def deliver(self, batch: Batch) -> None:
+        """Segment changes, next-best-messages and dead letters, keyed by customer (dead letters by
+        customer when it parsed)."""
+
+    async def submit_event(self, customer_id: str, event: dict[str, Any]) -> None:
+        """An event for the input topic (an erasure request), durable on return."""
 
 
 class OutputWriter:
@@ -62,3 +87,71 @@ class OutputWriter:
                     batch.append(key=key, value=value, timestamp=None)
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures
+
+
+class KafkaSink:
+    """The worker's sink: ``changes_topic``, ``messages_topic``, ``dlq_topic`` and the input topic,
+    through the producer it shares with the state changelog."""
+
+    def __init__(self, producer: SharedProducer, settings: Settings) -> None:
+        self.shared = producer
+        self.settings = settings
+        self._writer: OutputWriter | None = None
+
+    @property
+    def writer(self) -> OutputWriter:
+        if self._writer is None:
+            raise RuntimeError("the output sink is not started; await sink.start() first")
+        return self._writer
+
+    async def start(self) -> None:
+        if self._writer is None:
+            self._writer = OutputWriter(await self.shared.start())
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer = None
+            await self.shared.stop()
+
+    async def deliver(self, batch: Batch) -> None:
+        settings = self.settings
+        send = self.writer.send
+        futures: list[asyncio.Future[Any]] = []
+        if batch.changes:
+            futures += await send(settings.changes_topic, ((c["customer_id"].encode(), c) for c in batch.changes))
+        if batch.messages:
+            futures += await send(settings.messages_topic, ((m["customer_id"].encode(), m) for m in batch.messages))
+        if batch.dead_letters:
+            futures += await send(settings.dlq_topic, ((None, d) for d in batch.dead_letters))
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def submit_event(self, customer_id: str, event: dict[str, Any]) -> None:
+        futures = await self.writer.send(self.settings.input_topic, [(customer_id.encode(), event)])
+        await asyncio.gather(*futures)
+
+
+@dataclass
+class MemorySink:
+    """Outputs kept in lists, in delivery order: the sink of the runtime's unit tests."""
+
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    deliveries: int = 0
+
+    async def start(self) -> None:
+        """Nothing to acquire."""
+
+    async def stop(self) -> None:
+        """Nothing to release."""
+
+    async def deliver(self, batch: Batch) -> None:
+        self.changes += batch.changes
+        self.messages += batch.messages
+        self.dead_letters += batch.dead_letters
+        self.deliveries += 1
+
+    async def submit_event(self, customer_id: str, event: dict[str, Any]) -> None:
+        self.events.append((customer_id, event))

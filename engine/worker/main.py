@@ -22,7 +22,9 @@ def run_worker(settings: Settings) -> None:
 
     from microseg.engine.worker.app import build_app
     from microseg.engine.worker.runtime import Runtime
+    from microseg.engine.kafka.clients import SharedProducer
     from microseg.engine.state.rocksdb import RocksChangelogStore
+    from microseg.engine.worker.delivery import KafkaSink
 
     quiet_loggers(logging.DEBUG if os.environ.get("MICROSEG_DEBUG") else logging.INFO)
     ruleset = load_ruleset(settings)
@@ -37,14 +39,15 @@ def run_worker(settings: Settings) -> None:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     with broker_for(settings) as endpoint:
         log.info("broker %s (%s), rules %s, %d partitions", endpoint.bootstrap, "embedded" if endpoint.embedded else "configured", ruleset.version, settings.partitions)
+        producer = SharedProducer(settings, endpoint.bootstrap)
         store = RocksChangelogStore(
             Path(settings.data_dir) / "state",
             bootstrap=endpoint.bootstrap,
             changelog_topic=settings.changelog_topic,
             client_kwargs=settings.aiokafka_kwargs(),
-            idempotent_producer=settings.idempotent_producer,
+            producer=producer,
         )
-        runtime = Runtime(settings, store, ruleset, model)
+        runtime = Runtime(settings, store, KafkaSink(producer, settings), ruleset, model)
         app = build_app(settings, endpoint.bootstrap, runtime)
         worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False, override_logging=False)
         try:

@@ -18,6 +18,7 @@ import orjson
 from microseg.segments.language.errors import RuleError
 from microseg.segments.rulefiles import compile_rule_texts, load_rules
 
+from microseg.engine.kafka.clients import sync_producer
 from microseg.engine.settings import Settings
 
 __all__ = ["publish_rules", "apply_published", "rule_files"]
@@ -32,11 +33,9 @@ def rule_files(directory: Path) -> dict[str, str]:
 
 def publish_rules(settings: Settings, bootstrap: str, directory: Path) -> str:
     """Validate, then publish; returns the version. Raises ``RuleError`` on invalid files."""
-    from kafka import KafkaProducer
-
     ruleset = load_rules(directory)
     payload = orjson.dumps({"version": ruleset.version, "files": rule_files(directory)})
-    producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", **settings.kafka_python_kwargs())
+    producer = sync_producer(settings, bootstrap, acks="all")
     try:
         producer.send(settings.rules_topic, key=_KEY, value=payload).get(timeout=30)
     finally:

@@ -1,8 +1,10 @@
 """The worker's moving parts around the core, independent of how records arrive.
 
-``Runtime`` owns the rule set in force, the DNA store, the batch processor, the output writer
-and the metrics, and serialises everything that touches state behind one lock: input batches,
-clock ticks, rule changes and partition hand-over. The Faust app (``engine.app``) only feeds it.
+``Runtime`` owns the rule set in force, the partition tasks (the record pipeline on the DNA
+store), the output sink and the metrics, and serialises everything that touches state behind one
+lock: input batches, clock ticks, rule changes and partition hand-over. The Faust app
+(``engine.worker.app``) only feeds it. It runs the same on the memory store with a memory sink
+(unit tests) as on RocksDB with Kafka (the worker).
 """
 
 from __future__ import annotations
@@ -19,16 +21,18 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from microseg.segments.evaluate import CODE_SEPARATOR
 from microseg.segments.predictive import PredictiveModel
-from microseg.segments.process import Core
+from microseg.segments.step import Core
 from microseg.segments.ruleset import RuleSet
 from microseg.segments.state import StateFormatError, decode
 from microseg.segments.view import iso
 
-from microseg.engine.worker.delivery import OutputWriter
-from microseg.engine.worker.metrics import Metrics, observe_many
-from microseg.engine.worker.processor import BatchProcessor, InputRecord, Outputs
+from microseg.segments.pipeline import Batch, InputRecord
+
 from microseg.engine.settings import Settings
 from microseg.engine.state.base import DnaStore
+from microseg.engine.worker.delivery import OutputSink
+from microseg.engine.worker.metrics import Metrics, observe_many
+from microseg.engine.worker.tasks import PartitionTasks
 
 __all__ = ["Runtime"]
 
@@ -42,6 +46,7 @@ class Runtime:
         self,
         settings: Settings,
         store: DnaStore,
+        sink: OutputSink,
         ruleset: RuleSet,
         model: PredictiveModel | None,
         *,
@@ -50,11 +55,12 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.store = store
-        self._writer: OutputWriter | None = None
+        self.sink = sink
+        self._started = False
         self.model = model
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self.processor = BatchProcessor(Core(ruleset, model), store, self.metrics, input_topic=settings.input_topic)
+        self.tasks = PartitionTasks(Core(ruleset, model), store, input_topic=settings.input_topic)
         self.lock = asyncio.Lock()
         self.assigned: set[int] = set()
         self.ready: set[int] = set()
@@ -67,22 +73,20 @@ class Runtime:
         self.metrics.rules_version.labels(version=ruleset.version).set(1)
 
     async def start(self) -> None:
-        """Start the store (and its producer, shared with the outputs); idempotent."""
-        if self._writer is None:
+        """Start the sink, then the store (they may share a producer); idempotent."""
+        if not self._started:
+            await self.sink.start()
             await self.store.start()
-            self._writer = OutputWriter(self.store.producer)  # type: ignore[attr-defined]
+            self._started = True
 
     async def stop(self) -> None:
+        """Make staged state durable, then release the store and the sink."""
         async with self.lock:
-            if self._writer is not None:
+            if self._started:
                 await self.store.flush()
                 await self.store.stop()
-                self._writer = None
-
-    @property
-    def writer(self) -> OutputWriter:
-        assert self._writer is not None, "Runtime.start() was not awaited"
-        return self._writer
+                await self.sink.stop()
+                self._started = False
 
     async def request_erasure(self, customer_id: str) -> str:
         """Queue an ``erasure_requested`` event so the owning worker forgets the customer in order."""
@@ -90,13 +94,12 @@ class Runtime:
         now = self.clock()
         event_id = f"erasure-{customer_id}-{int(now * 1000)}"
         event = {"event_id": event_id, "customer_id": customer_id, "type": "erasure_requested", "ts": iso(now), "props": {}}
-        futures = await self.writer.send(self.settings.input_topic, [(customer_id.encode(), event)])
-        await asyncio.gather(*futures)
+        await self.sink.submit_event(customer_id, event)
         return event_id
 
     @property
     def ruleset(self) -> RuleSet:
-        return self.processor.core.ruleset
+        return self.tasks.core.ruleset
 
     # -- partitions ---------------------------------------------------------------------
 
@@ -111,13 +114,13 @@ class Runtime:
         applied = await self.store.recover(partition)
         population: Counter[str] = Counter()
         entries = []
-        for customer_id, raw in self.store.items(partition):  # type: ignore[attr-defined]
+        for customer_id, raw in self.store.items(partition):
             entries.append((customer_id, raw))
             try:
                 population.update(decode(raw).segments)
             except StateFormatError:
                 continue
-        customers = self.processor.index_partition(partition, entries)
+        customers = self.tasks.index_partition(partition, entries)
         self.populations[partition] = population
         self.ready.add(partition)
         self.assigned.add(partition)
@@ -134,11 +137,10 @@ class Runtime:
             await self.store.flush()
             for partition in partitions:
                 self.store.close(partition)
-                self.processor.wakes.drop(partition)
+                self.tasks.drop(partition)
                 self.ready.discard(partition)
                 self.assigned.discard(partition)
                 self.populations.pop(partition, None)
-                self.processor.customers.pop(partition, None)
                 self.positions.pop(partition, None)
                 with contextlib.suppress(KeyError):
                     self.metrics.consumer_lag.remove(str(partition))
@@ -155,14 +157,17 @@ class Runtime:
                 if partition in self.assigned:
                     await self._ensure_ready(partition)
 
-    async def handle(self, records: Sequence[InputRecord], commit: Callable[[dict[int, int]], Awaitable[None]] | None = None) -> Outputs:
+    async def handle(self, records: Sequence[InputRecord], commit: Callable[[dict[int, int]], Awaitable[None]] | None = None) -> Batch:
         """Process one input batch; outputs and state are durable, then ``commit`` gets the next offsets."""
         started = time.perf_counter()
         await self.start()
         async with self.lock:
             for partition in {r.partition for r in records}:
                 await self._ensure_ready(partition)
-            out = self.processor.process(records, self.clock())
+            stepped = time.perf_counter()
+            out = self.tasks.process(records, self.clock())
+            if records:
+                self.metrics.processing_seconds.observe((time.perf_counter() - stepped) / len(records))
             await self._deliver(out)
             offsets: dict[int, int] = {}
             for record in records:
@@ -175,33 +180,38 @@ class Runtime:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return out
 
-    async def tick(self) -> Outputs:
+    async def tick(self) -> Batch:
         """Fire every wake-up due by the clock's now (cause ``tick``)."""
         await self.start()
         async with self.lock:
-            out = self.processor.tick(sorted(self.ready), self.clock())
+            out = self.tasks.tick(sorted(self.ready), self.clock())
             if len(out) or out.suppressed:
                 await self._deliver(out)
             return out
 
-    async def _deliver(self, out: Outputs) -> None:
-        settings = self.settings
-        futures = []
-        if out.changes:
-            futures += await self.writer.send(settings.changes_topic, ((c["customer_id"].encode(), c) for c in out.changes))
-        if out.messages:
-            futures += await self.writer.send(settings.messages_topic, ((m["customer_id"].encode(), m) for m in out.messages))
-        if out.dead_letters:
-            futures += await self.writer.send(settings.dlq_topic, ((None, d) for d in out.dead_letters))
-        if futures:
-            await asyncio.gather(*futures)
+    async def _deliver(self, out: Batch) -> None:
+        """Outputs first, then state: a crash between the two re-emits the same records (same ids)."""
+        if len(out):
+            await self.sink.deliver(out)
         await self.store.flush()
         now = time.time()
         observe_many(self.metrics.produce_to_output_seconds, [max(now - produced_ms / 1000, 0.0) for produced_ms in out.source_ms])
         self._count(out, now)
 
-    def _count(self, out: Outputs, now: float) -> None:
-        self.metrics.count_outputs(out.changes, out.messages, out.suppressed)
+    def _count(self, out: Batch, now: float) -> None:
+        metrics = self.metrics
+        for kind, count in out.types.items():
+            metrics.events.labels(type=kind).inc(count)
+        for reason, count in out.rejected.items():
+            metrics.rejected.labels(reason=reason).inc(count)
+        if out.duplicates:
+            metrics.duplicates.inc(out.duplicates)
+        if out.after_erasure:
+            metrics.after_erasure.inc(out.after_erasure)
+        if self.tasks.unreadable:
+            metrics.state_errors.inc(self.tasks.unreadable)
+            self.tasks.unreadable = 0
+        metrics.count_outputs(out.changes, out.messages, out.suppressed)
         if not out.changes:
             return
         for partition, delta in out.moves.items():
@@ -215,8 +225,8 @@ class Runtime:
             total.update(population)
         for segment in self.ruleset.segment_ids:
             self.metrics.population.labels(segment=segment).set(total.get(segment, 0))
-        self.metrics.wakeups_pending.set(sum(self.processor.wakes.pending(p) for p in self.ready))
-        self.metrics.customers.set(sum(self.processor.customers.get(p, 0) for p in self.ready))
+        self.metrics.wakeups_pending.set(sum(self.tasks.wakes.pending(p) for p in self.ready))
+        self.metrics.customers.set(sum(self.tasks.customers.get(p, 0) for p in self.ready))
 
     # -- rules --------------------------------------------------------------------------
 
@@ -226,7 +236,7 @@ class Runtime:
             return 0
         async with self.lock:
             old = self.ruleset.version
-            self.processor.core = Core(ruleset, self.model)
+            self.tasks.core = Core(ruleset, self.model)
             self.metrics.rules_version.clear()
             self.metrics.rules_version.labels(version=ruleset.version).set(1)
             log.info("rules %s -> %s", old, ruleset.version)
@@ -240,13 +250,13 @@ class Runtime:
         async with self.lock:
             if partition not in self.ready:
                 return 0
-            keys = [k for k, _ in self.store.items(partition) if not k.startswith("\x00")]  # type: ignore[attr-defined]
+            keys = [k for k, _ in self.store.items(partition) if not k.startswith("\x00")]
         done = 0
         for start in range(0, len(keys), chunk):
             async with self.lock:
                 if partition not in self.ready:
                     return done
-                out, moved = self.processor.resync(partition, keys[start : start + chunk])
+                out, moved = self.tasks.resync(partition, keys[start : start + chunk])
                 await self._deliver(out)
                 done += moved
         return done
@@ -264,7 +274,7 @@ class Runtime:
         state = decode(raw)
         if state.erased:
             return None
-        core = self.processor.core
+        core = self.tasks.core
         view = core.view(state.dna, state.evaluated_at)
         dna = view.snapshot()
         ruleset = core.ruleset

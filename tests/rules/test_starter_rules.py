@@ -11,7 +11,7 @@ import orjson
 from microseg.engine.tools.replay import replay
 from microseg.engine.tools.simulator import simulate
 from microseg.segments.predictive import load_default_model
-from microseg.segments.process import Core
+from microseg.segments.step import Core
 from microseg.segments.rulefiles import check_rules, load_rules
 from microseg.segments.testing import parse_ts
 

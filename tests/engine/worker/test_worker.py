@@ -25,7 +25,7 @@ def _settings(env: dict[str, str]) -> Settings:
 
 
 def _replayed(path: Path, settings: Settings) -> ListSink:
-    from microseg.segments.process import Core
+    from microseg.segments.step import Core
 
     sink = ListSink()
     replay(read_lines(str(path)), Core(load_ruleset(settings), load_predictive_model(settings)), sink)

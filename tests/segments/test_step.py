@@ -15,7 +15,7 @@ from microseg.engine.tools.sinks import ListSink
 from microseg.schemas.events import decode_event
 from microseg.schemas.outputs import NextBestMessage, SegmentChange
 from microseg.segments.predictive import load_default_model
-from microseg.segments.process import Core
+from microseg.segments.step import Core
 from microseg.segments.rulefiles import load_rules
 from microseg.segments.testing import Journey, parse_ts
 

@@ -1,0 +1,163 @@
+"""The worker's partition tasks: the pipeline over the partitions this worker owns, on the state store.
+
+As in Kafka Streams, each input partition is a task with its own state (the DNA store partition
+of the same number): this module reads the customers a batch needs from the store, runs the
+``segments.pipeline.Pipeline`` over them, stages the new states back, and keeps per partition the
+index of wake-ups (who is due when) and the number of customers. It delivers nothing: the
+runtime sends the returned ``Batch`` first, then flushes the store, then commits offsets.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Collection, Iterable, Sequence
+
+from microseg.segments.pipeline import Batch, InputRecord, Pipeline
+from microseg.segments.state import CustomerState, StateFormatError, decode, encode
+from microseg.segments.step import Core
+
+from microseg.engine.state.base import DnaStore
+
+__all__ = ["WakeIndex", "PartitionTasks"]
+
+log = logging.getLogger(__name__)
+
+
+class WakeIndex:
+    """Per partition, customers by next wake-up (epoch seconds): a heap with lazy deletion."""
+
+    def __init__(self) -> None:
+        self._heaps: dict[int, list[tuple[float, str]]] = {}
+        self._wake: dict[int, dict[str, float]] = {}
+
+    def set(self, partition: int, customer_id: str, wake: float | None) -> None:
+        wakes = self._wake.setdefault(partition, {})
+        if wake is None:
+            wakes.pop(customer_id, None)
+            return
+        if wakes.get(customer_id) == wake:
+            return
+        wakes[customer_id] = wake
+        heapq.heappush(self._heaps.setdefault(partition, []), (wake, customer_id))
+
+    def due(self, partition: int, now: float, limit: int) -> list[str]:
+        """Customers whose wake-up is at or before ``now`` (removed from the index), earliest first."""
+        heap = self._heaps.get(partition, [])
+        wakes = self._wake.get(partition, {})
+        found: list[str] = []
+        while heap and heap[0][0] <= now and len(found) < limit:
+            wake, customer_id = heapq.heappop(heap)
+            if wakes.get(customer_id) == wake:
+                del wakes[customer_id]
+                found.append(customer_id)
+        return found
+
+    def drop(self, partition: int) -> None:
+        self._heaps.pop(partition, None)
+        self._wake.pop(partition, None)
+
+    def pending(self, partition: int) -> int:
+        return len(self._wake.get(partition, {}))
+
+
+class PartitionTasks:
+    """The pipeline on the store's partitions; ``pipeline.core`` may be swapped between batches."""
+
+    def __init__(self, core: Core, store: DnaStore, *, input_topic: str) -> None:
+        self.pipeline = Pipeline(core, source=input_topic, kafka=True, encode=encode)
+        self.store = store
+        self.wakes = WakeIndex()
+        self.customers: dict[int, int] = {}
+        self.unreadable = 0
+        """Stored states that could not be decoded (each started afresh)."""
+
+    @property
+    def core(self) -> Core:
+        return self.pipeline.core
+
+    @core.setter
+    def core(self, core: Core) -> None:
+        self.pipeline.core = core
+
+    def index_partition(self, partition: int, items: Iterable[tuple[str, bytes]]) -> int:
+        """Rebuild the wake index of a recovered partition from its stored states; returns its customers."""
+        self.wakes.drop(partition)
+        count = 0
+        newest = self.pipeline.newest
+        for customer_id, raw in items:
+            if customer_id.startswith("\x00"):
+                continue
+            try:
+                state = decode(raw)
+            except StateFormatError:
+                continue
+            self.wakes.set(partition, customer_id, state.wake)
+            if state.dna.last_seen > newest.get(partition, 0.0):
+                newest[partition] = state.dna.last_seen
+            count += not state.erased
+        self.customers[partition] = count
+        return count
+
+    def drop(self, partition: int) -> None:
+        self.wakes.drop(partition)
+        self.customers.pop(partition, None)
+        self.pipeline.newest.pop(partition, None)
+
+    def load(self, partition: int, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+        """Decoded stored states; an unreadable one is logged, counted and started afresh."""
+        states: dict[str, CustomerState] = {}
+        for customer_id, raw in self.store.get_many(partition, customer_ids).items():
+            try:
+                states[customer_id] = decode(raw)
+            except StateFormatError as exc:
+                self.unreadable += 1
+                log.error("stored state of customer %r is unreadable (%s); starting it afresh", customer_id, exc)
+        return states
+
+    def _stage(self, out: Batch) -> None:
+        """Queue the batch's new states in the store and index their wake-ups."""
+        for partition, states in out.states.items():
+            if not states:
+                continue
+            loaded = out.loaded[partition]
+            joined = 0
+            wakes = self.wakes
+            for customer_id, state in states.items():
+                before = loaded.get(customer_id)
+                known = before is not None and not before.erased
+                if not known and not state.erased:
+                    joined += 1
+                elif known and state.erased:
+                    joined -= 1
+                wakes.set(partition, customer_id, state.wake)
+            self.store.put_many(partition, out.encoded[partition])
+            self.customers[partition] = self.customers.get(partition, 0) + joined
+
+    def process(self, records: Sequence[InputRecord], now: float) -> Batch:
+        """One input batch (``now``: the wall clock, epoch seconds), staged; the outputs to deliver."""
+        out = self.pipeline.process(records, now, self.load)
+        self._stage(out)
+        return out
+
+    def tick(self, partitions: Iterable[int], now: float, *, limit: int = 10_000) -> Batch:
+        """Let time run on to ``now`` for customers whose wake-up has come (cause ``tick``)."""
+        out = Batch()
+        for partition in partitions:
+            due = self.wakes.due(partition, now, limit)
+            if not due:
+                continue
+            part = self.pipeline.advance(partition, due, now, self.load)
+            self._stage(part)
+            out.merge(part)
+            stepped, loaded = part.states[partition], part.loaded[partition]
+            for customer_id in due:  # not due after all (a stale index entry): keep its wake-up indexed
+                if customer_id not in stepped and customer_id in loaded:
+                    self.wakes.set(partition, customer_id, loaded[customer_id].wake)
+        return out
+
+    def resync(self, partition: int, customer_ids: Sequence[str]) -> tuple[Batch, int]:
+        """Re-evaluate customers last evaluated under older rules (cause ``rules:<version>``)."""
+        out = self.pipeline.advance(partition, customer_ids, None, self.load)
+        self._stage(out)
+        return out, len(out.states.get(partition, {}))

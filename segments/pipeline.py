@@ -1,0 +1,348 @@
+"""The record pipeline: raw input records in, new customer states and every output record out.
+
+Every host runs records through this one pipeline — the worker (``engine.worker.runtime``),
+``microseg replay``, ``rules preview``, the test harness (``segments.testing``) and the bench peer —
+so a behaviour exists once:
+
+1. **decode** each record (``schemas.events.decode_event``); a record that does not validate is a
+   dead letter with its reason, and the rest goes on;
+2. **step** each customer in input order (``segments.step.Core.on_event``), which skips a
+   redelivered input offset or a repeated event id (counted as duplicates) and events of an erased
+   customer; a record that makes the core raise is a dead letter, the others go on;
+3. **encode** (when the host stores bytes) each stepped customer's state once per batch; a customer
+   whose state cannot be encoded is stepped again without the record that made it so, and that
+   record is a dead letter — so one record can never stop a partition;
+4. **collect** segment changes, next-best-messages and held-back decisions in input order.
+
+``advance`` does the same for "let time run on to ``until``" (wake-ups, ``cause: tick``) and for a
+rule change (``until=None``: re-evaluate under the new rules, ``cause: rules:<version>``).
+
+Pure: no I/O and no clock. ``now`` (epoch seconds) is the processing clock, passed in: the wall
+clock in the worker, the start of the run (or ``--now``) in replay. States come from the host
+through ``load(partition, customer_ids)``; nothing is written anywhere but the returned ``Batch``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+
+from microseg.schemas.events import Event, InvalidEvent, decode_event
+from microseg.segments.state import CustomerState
+from microseg.segments.step import Core, StepResult
+
+__all__ = ["InputRecord", "Record", "Batch", "Pipeline", "StateLoader", "dead_letter", "INTERNAL_ERROR"]
+
+INTERNAL_ERROR = "internal error while processing"
+
+StateLoader = Callable[[int, Collection[str]], Mapping[str, CustomerState]]
+"""``load(partition, customer_ids)``: the stored states of those customers that have one."""
+
+
+class InputRecord(Protocol):
+    """What the pipeline reads of an input record: aiokafka's ``ConsumerRecord`` as fetched (no copy
+    per record on the hot path), or a ``Record``."""
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes: ...
+
+    @property
+    def timestamp(self) -> int | None:
+        """Produce time (ms since the epoch) when known."""
+
+
+class Record(NamedTuple):
+    """An input record built by hand (replay, tests, tools). ``offset``: the Kafka offset, or the
+    line number of a file."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp: int | None = None
+
+
+def dead_letter(reason: str, raw: bytes, *, topic: str, partition: int | None, offset: int | None) -> dict[str, Any]:
+    """The ``customer-events-dlq`` record (CONTRACT §4); ``raw`` keeps the original bytes as text."""
+    return {
+        "reason": reason,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "raw": raw.decode("utf-8", errors="replace"),
+    }
+
+
+class Batch:
+    """What one ``process`` or ``advance`` call produced, in input order.
+
+    ``states[partition]`` holds the new state of every customer the batch changed, and
+    ``encoded[partition]`` their bytes when the pipeline encodes; ``loaded[partition]`` the states
+    they had before (absent: a new customer). ``moves[partition]`` counts segment entries (+1) and
+    exits (-1). ``source_ms`` / ``source_t``: the produce time (ms) and event time (s) of each record
+    that led to changes (for latency metrics). ``rejected`` counts dead letters by the kind of reason
+    (the text before the first colon).
+    """
+
+    __slots__ = (
+        "changes", "messages", "suppressed", "dead_letters", "source_ms", "source_t", "moves",
+        "states", "encoded", "loaded", "types", "rejected", "duplicates", "after_erasure",
+    )
+
+    def __init__(self) -> None:
+        self.changes: list[dict[str, Any]] = []
+        self.messages: list[dict[str, Any]] = []
+        self.suppressed: list[dict[str, Any]] = []
+        self.dead_letters: list[dict[str, Any]] = []
+        self.source_ms: list[int] = []
+        self.source_t: list[float] = []
+        self.moves: dict[int, Counter[str]] = {}
+        self.states: dict[int, dict[str, CustomerState]] = {}
+        self.encoded: dict[int, dict[str, bytes]] = {}
+        self.loaded: dict[int, Mapping[str, CustomerState]] = {}
+        self.types: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.duplicates = 0
+        self.after_erasure = 0
+
+    def __len__(self) -> int:
+        """Records to deliver (changes, messages and dead letters)."""
+        return len(self.changes) + len(self.messages) + len(self.dead_letters)
+
+    def _add(self, partition: int, result: StepResult) -> None:
+        self.changes += result.changes
+        self.messages += result.messages
+        self.suppressed += result.suppressed
+        if result.changes:
+            delta = self.moves.get(partition)
+            if delta is None:
+                delta = self.moves[partition] = Counter()
+            for change in result.changes:
+                segment = change["segment"]
+                if segment != "micro":
+                    delta[segment] += 1 if change["change"] == "entered" else -1
+
+    def merge(self, other: Batch) -> None:
+        """Append ``other`` (a later batch): its records after these, its states over these."""
+        self.changes += other.changes
+        self.messages += other.messages
+        self.suppressed += other.suppressed
+        self.dead_letters += other.dead_letters
+        self.source_ms += other.source_ms
+        self.source_t += other.source_t
+        for partition, delta in other.moves.items():
+            self.moves.setdefault(partition, Counter()).update(delta)
+        for partition, states in other.states.items():
+            self.states.setdefault(partition, {}).update(states)
+        for partition, encoded in other.encoded.items():
+            self.encoded.setdefault(partition, {}).update(encoded)
+        for partition, loaded in other.loaded.items():
+            self.loaded.setdefault(partition, loaded)
+        self.types.update(other.types)
+        self.rejected.update(other.rejected)
+        self.duplicates += other.duplicates
+        self.after_erasure += other.after_erasure
+
+
+Encoder = Callable[[CustomerState], bytes]
+
+
+class Pipeline:
+    """Records through the core. ``core`` may be swapped between calls (a new rule set or model).
+
+    ``source``: the input's name in dead letters (the topic, or ``file``). ``kafka``: records carry
+    Kafka partitions and offsets (redelivered offsets are skipped, keys must match the customer);
+    off for files, where ``offset`` is a line number and dead letters have no partition.
+    ``encode``: the state encoder when the host stores bytes (its failures dead-letter the record).
+    """
+
+    def __init__(self, core: Core, *, source: str, kafka: bool = True, encode: Encoder | None = None) -> None:
+        self.core = core
+        self.source = source
+        self.kafka = kafka
+        self.encode = encode
+        self.newest: dict[int, float] = {}
+        """Per partition, the newest event time seen (the future-time check's reference)."""
+
+    # -- decode ---------------------------------------------------------------------------
+
+    def _reject(self, out: Batch, reason: str, record: InputRecord) -> None:
+        out.dead_letters.append(
+            dead_letter(reason, record.value, topic=self.source, partition=record.partition if self.kafka else None, offset=record.offset)
+        )
+        out.rejected[reason.split(":")[0][:40]] += 1
+
+    def _decode(self, records: Iterable[InputRecord], now: float, out: Batch) -> dict[int, list[tuple[InputRecord, Event]]]:
+        by_partition: dict[int, list[tuple[InputRecord, Event]]] = {}
+        newest = self.newest
+        kafka = self.kafka
+        for record in records:
+            partition = record.partition
+            seen = newest.get(partition)
+            try:
+                event = decode_event(
+                    record.value, reference_t=now if seen is None or seen < now else seen, key=record.key if kafka else None
+                )
+            except InvalidEvent as exc:
+                self._reject(out, str(exc), record)
+                continue
+            if seen is None or event.t > seen:
+                newest[partition] = event.t
+            items = by_partition.get(partition)
+            if items is None:
+                items = by_partition[partition] = []
+            items.append((record, event))
+        return by_partition
+
+    # -- step -----------------------------------------------------------------------------
+
+    def _step(
+        self, partition: int, items: Sequence[tuple[InputRecord, Event]], loaded: Mapping[str, CustomerState], skip: Collection[int]
+    ) -> tuple[Batch, dict[str, CustomerState]]:
+        """Step the records of one partition in order, except the indexes in ``skip``."""
+        out = Batch()
+        states: dict[str, CustomerState] = {}
+        on_event = self.core.on_event
+        kafka = self.kafka
+        for index, (record, event) in enumerate(items):
+            if index in skip:
+                continue
+            customer_id = event.customer_id
+            state = states.get(customer_id)
+            if state is None:
+                state = loaded.get(customer_id)
+            out.types[event.type] += 1
+            try:
+                result = on_event(state, event, offset=record.offset if kafka else -1)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
+                self._reject(out, f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}", record)
+                continue
+            if result.duplicate:
+                out.duplicates += 1
+                continue
+            if result.ignored:
+                out.after_erasure += 1
+                continue
+            states[customer_id] = result.state
+            if result.changes or result.messages or result.suppressed:
+                out._add(partition, result)
+                if result.changes:
+                    out.source_t.append(event.t)
+                    produced = record.timestamp
+                    if produced:
+                        out.source_ms.append(produced)
+        return out, states
+
+    def _unencodable(self, states: Mapping[str, CustomerState]) -> tuple[dict[str, bytes], dict[str, str]]:
+        """Encode every state; the customers whose state cannot be encoded, with the error."""
+        encode = self.encode
+        assert encode is not None
+        encoded: dict[str, bytes] = {}
+        failed: dict[str, str] = {}
+        for customer_id, state in states.items():
+            try:
+                encoded[customer_id] = encode(state)
+            except Exception as exc:  # noqa: BLE001 - whatever the encoder refuses
+                failed[customer_id] = f"{type(exc).__name__}: {exc}"
+        return encoded, failed
+
+    def _culprits(
+        self, customer_id: str, items: Sequence[tuple[InputRecord, Event]], loaded: Mapping[str, CustomerState], skip: Collection[int]
+    ) -> list[int]:
+        """The records of one customer after which its state no longer encodes."""
+        encode = self.encode
+        assert encode is not None
+        bad: list[int] = []
+        state = loaded.get(customer_id)
+        for index, (record, event) in enumerate(items):
+            if index in skip or event.customer_id != customer_id:
+                continue
+            try:
+                result = self.core.on_event(state, event, offset=record.offset if self.kafka else -1)
+            except Exception:  # noqa: BLE001 - dead-lettered by the step itself
+                continue
+            try:
+                encode(result.state)
+            except Exception:  # noqa: BLE001 - whatever the encoder refuses
+                bad.append(index)
+                continue
+            if not (result.duplicate or result.ignored):
+                state = result.state
+        return bad
+
+    def process(self, records: Sequence[InputRecord], now: float, load: StateLoader) -> Batch:
+        """Every record of a batch, partition by partition, each partition in offset order.
+
+        ``now``: the processing clock (epoch seconds) for the future-time check.
+        """
+        out = Batch()
+        for partition, items in self._decode(records, now, out).items():
+            loaded = load(partition, {event.customer_id for _, event in items})
+            skip: dict[int, str] = {}
+            while True:
+                stepped, states = self._step(partition, items, loaded, skip)
+                if self.encode is None:
+                    encoded: dict[str, bytes] = {}
+                    break
+                encoded, failed = self._unencodable(states)
+                if not failed:
+                    break
+                for customer_id, error in failed.items():
+                    culprits = self._culprits(customer_id, items, loaded, skip)
+                    if not culprits:  # the stored state itself no longer encodes: drop its records
+                        culprits = [i for i, (_, e) in enumerate(items) if e.customer_id == customer_id and i not in skip]
+                    for index in culprits:
+                        skip[index] = f"{INTERNAL_ERROR}: the customer's state cannot be stored after this event ({error})"
+            for index, reason in sorted(skip.items()):
+                self._reject(out, reason, items[index][0])
+            stepped.states[partition] = states
+            stepped.encoded[partition] = encoded
+            stepped.loaded[partition] = loaded
+            out.merge(stepped)
+        return out
+
+    # -- time -----------------------------------------------------------------------------
+
+    def advance(self, partition: int, customer_ids: Sequence[str], until: float | None, load: StateLoader) -> Batch:
+        """Let time run on to ``until`` (epoch seconds) for these customers, in the order given.
+
+        ``until=None``: re-evaluate customers last evaluated under other rules at their own last
+        evaluation (``cause: rules:<version>``). Customers with nothing due are left alone.
+        """
+        out = Batch()
+        core = self.core
+        version = core.ruleset.version
+        loaded = load(partition, customer_ids)
+        states: dict[str, CustomerState] = {}
+        for customer_id in customer_ids:
+            state = loaded.get(customer_id)
+            if state is None:
+                continue
+            if state.rules_version == version and (until is None or state.wake is None or state.wake > until):
+                continue
+            result = core.advance(customer_id, state, state.evaluated_at if until is None else until)
+            states[customer_id] = result.state
+            out._add(partition, result)
+        encoded: dict[str, bytes] = {}
+        if self.encode is not None and states:
+            encoded, failed = self._unencodable(states)
+            if failed:  # time alone adds no data; keep what was stored and emit nothing for them
+                for customer_id in failed:
+                    del states[customer_id]
+                out.changes = [r for r in out.changes if r["customer_id"] not in failed]
+                out.messages = [r for r in out.messages if r["customer_id"] not in failed]
+                out.suppressed = [r for r in out.suppressed if r["customer_id"] not in failed]
+        out.states[partition] = states
+        out.encoded[partition] = encoded
+        out.loaded[partition] = loaded
+        return out
