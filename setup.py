@@ -60,10 +60,10 @@ def _extensions() -> list[object]:
     except ImportError:
         print("microseg: mypyc is not available: installing the core as plain Python", file=sys.stderr)
         return []
-    # --no-site-packages: type-check against the staged sources only, never against whatever
-    # pydantic & co. the building interpreter has installed (a fresh build environment has none, a
-    # developer's venv has them, and their newer stubs made mypy reject schemas/events.py, so the
-    # same source compiled in one place and silently fell back to plain Python in the other).
+    # --no-site-packages: type-check the staged sources with third-party imports as Any, whatever
+    # the building interpreter has installed. A fresh build has no pydantic; a venv that has it
+    # made mypy check schemas/events.py against pydantic's annotations and reject it, so the same
+    # source compiled in one place and silently installed as plain Python in the other.
     try:
         extensions = mypycify(
             ["--ignore-missing-imports", "--no-site-packages", *_stage()], opt_level="3", group_name=native.GROUP, target_dir=str(STAGE / "c")

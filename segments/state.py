@@ -25,13 +25,10 @@ from microseg.errors import MicrosegError
 from microseg.segments.dna import Dna
 from microseg.segments.windows import METRICS, Windows
 
-__all__ = ["CustomerState", "encode", "decode", "upgrade", "StateFormatError", "FORMAT", "OLDEST_FORMAT", "DNA_LAYOUT", "MIGRATIONS"]
+__all__ = ["CustomerState", "encode", "decode", "upgrade", "StateFormatError", "FORMAT", "DNA_LAYOUT", "MIGRATIONS"]
 
 FORMAT: Final = 1
 """The format ``encode`` writes, first element of the list."""
-
-OLDEST_FORMAT: Final = 1
-"""The oldest format ``decode`` still reads (through ``MIGRATIONS``)."""
 
 DNA_LAYOUT: Final = (
     "first_seen", "last_seen", "last_activity", "acquired", "first_purchase", "last_purchase",
@@ -42,8 +39,10 @@ DNA_LAYOUT: Final = (
     "preferred_channel", "attributes", "recent_ids",
 )
 """The DNA's positions in the current format: stated here, not taken from the ``Dna`` class, so
-that adding, removing or reordering a ``Dna`` field cannot silently shift stored states (a test
-holds this to the class; a change needs a new format and its migration)."""
+that adding, removing or reordering a ``Dna`` field cannot silently shift stored states. A field
+added or removed needs a new format and its migration (a test holds the names to the class); a
+mere reordering of the class is read by name, a little slower, until the layout follows it in a
+new format."""
 
 MIGRATIONS: dict[int, Callable[[list[Any]], list[Any]]] = {}
 """``MIGRATIONS[v]`` turns the raw list of a format-``v`` state into a format-``v + 1`` one
@@ -184,8 +183,7 @@ def encode(state: CustomerState) -> bytes:
 
 
 def decode(data: bytes) -> CustomerState:
-    """A stored state of any format from ``OLDEST_FORMAT`` to ``FORMAT``, upgraded to the current
-    one. Raises ``StateFormatError`` for a newer format, or bytes that are not a state."""
+    """A stored state of format ``FORMAT``, or of an older one that ``MIGRATIONS`` upgrades. Raises ``StateFormatError`` for a newer format, or bytes that are not a state."""
     try:
         raw = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
