@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from microseg.engine.settings import Settings
+from microseg.errors import ConfigError
 
-__all__ = ["ProduceSummary", "produce_file", "produce_lines"]
+__all__ = ["ProduceSummary", "configured_bootstrap", "produce_file", "produce_lines"]
 
 
 @dataclass(frozen=True)
 class ProduceSummary:
+    """What a produce call did: lines ``sent`` (unkeyed ones included), ``skipped`` (sent without a
+    key: no customer_id), over ``seconds`` of wall time."""
+
     sent: int
     skipped: int
     seconds: float
@@ -35,7 +39,21 @@ def _key(line: bytes) -> bytes | None:
     return customer.encode() if isinstance(customer, str) and customer else None
 
 
-def produce_lines(settings: Settings, bootstrap: str, lines: list[bytes] | object, *, rate: float = 0.0, on_line: Callable[[int], None] | None = None) -> ProduceSummary:
+def configured_bootstrap(settings: Settings) -> str:
+    """The configured brokers as one ``host:port,...`` string; raises ``ConfigError`` when none is
+    configured (the embedded broker lives inside ``microseg worker``, nothing outside can reach it)."""
+    if settings.bootstrap_servers is None:
+        raise ConfigError("no broker configured: set MICROSEG_BROKER or --broker (the embedded broker lives inside 'microseg worker')")
+    return ",".join(settings.bootstrap_servers)
+
+
+def produce_lines(settings: Settings, bootstrap: str, lines: Iterable[bytes], *, rate: float = 0.0, on_line: Callable[[int], None] | None = None) -> ProduceSummary:
+    """Send JSON ``lines`` (trailing newline optional, blank lines skipped) to ``settings.input_topic``.
+
+    Keyed by ``customer_id`` so a customer's events keep their order on one partition; ``rate``
+    paces to that many lines per second (0 = as fast as possible); ``on_line`` gets each line's
+    size in bytes (newline included). Returns when every line is acknowledged (``acks=1``).
+    """
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
@@ -49,7 +67,7 @@ def produce_lines(settings: Settings, bootstrap: str, lines: list[bytes] | objec
     sent = skipped = 0
     started = time.perf_counter()
     try:
-        for line in lines:  # type: ignore[attr-defined]
+        for line in lines:
             line = line.rstrip(b"\r\n")
             if not line.strip():
                 continue
@@ -71,5 +89,6 @@ def produce_lines(settings: Settings, bootstrap: str, lines: list[bytes] | objec
 
 
 def produce_file(settings: Settings, bootstrap: str, path: Path, *, rate: float = 0.0, on_line: Callable[[int], None] | None = None) -> ProduceSummary:
+    """``produce_lines`` over the lines of a JSONL file."""
     with open(path, "rb") as handle:
         return produce_lines(settings, bootstrap, handle, rate=rate, on_line=on_line)

@@ -244,6 +244,59 @@ def test_cli_writes_a_jsonl_file(tmp_path: Path) -> None:
     assert lines == list(simulate_lines(20, 5, 2, START))
 
 
-def test_cli_explains_missing_topic_support() -> None:
+def test_to_topic_without_a_broker_says_how_to_configure_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MICROSEG_BROKER", raising=False)
     result = CliRunner().invoke(_app(), ["--customers", "2", "--days", "1", "--to-topic"])
-    assert result.exit_code != 0
+    assert result.exit_code == 2
+    assert "no broker configured" in result.output
+
+
+def test_to_topic_and_out_are_exclusive(tmp_path: Path) -> None:
+    result = CliRunner().invoke(_app(), ["--customers", "2", "--days", "1", "--to-topic", "--out", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 2
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.broker
+def test_to_topic_sends_the_lines_keyed_by_customer(broker: str, unique_topics: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--to-topic`` sends exactly the lines ``--out`` would write, as ``microseg produce`` sends a file:
+    keyed by customer_id (malformed lines without one go unkeyed), to the configured input topic."""
+    from kafka import KafkaConsumer
+
+    from microseg.engine.kafka.broker import ensure_topics
+    from microseg.engine.settings import load_settings
+
+    for name, value in unique_topics.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MICROSEG_BROKER", raising=False)
+    settings = load_settings(broker=f"kafka://{broker}")
+    ensure_topics(broker, settings)
+    args = ["--customers", "30", "--days", "4", "--seed", "5", "--inject-bad", "0.05"]
+    result = CliRunner().invoke(_app(), [*args, "--to-topic", "--broker", f"kafka://{broker}"])
+    assert result.exit_code == 0, result.output
+    expected = [line.rstrip(b"\n") for line in simulate_lines(30, 4, 5, START, inject_bad=0.05)]
+    assert f"sent {len(expected)} events to {settings.input_topic}" in result.output
+
+    consumer = KafkaConsumer(settings.input_topic, bootstrap_servers=broker, auto_offset_reset="earliest",
+                             enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
+    got: list[tuple[bytes | None, bytes, int, int]] = []
+    try:
+        for _ in range(30):
+            got.extend((m.key, m.value, m.partition, m.offset) for m in consumer)
+            if len(got) >= len(expected):
+                break
+    finally:
+        consumer.close()
+    assert sorted(value for _, value, _, _ in got) == sorted(expected)
+    for key, value, _, _ in got:
+        try:
+            customer = orjson.loads(value).get("customer_id")
+        except (orjson.JSONDecodeError, AttributeError):
+            customer = None
+        assert key == (customer.encode() if isinstance(customer, str) and customer else None)
+    per_customer: dict[bytes, list[bytes]] = defaultdict(list)
+    for key, value, _, _ in sorted(got, key=lambda g: (g[2], g[3])):
+        if key is not None:
+            per_customer[key].append(value)
+    for key, values in per_customer.items():
+        assert values == [line for line in expected if line in set(values)], f"order of {key!r} changed"
