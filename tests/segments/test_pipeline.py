@@ -1,0 +1,158 @@
+"""The record pipeline on its own: what every host gets from it."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from microseg.schemas.events import Event
+from microseg.segments.pipeline import INTERNAL_ERROR, Batch, Pipeline, Record
+from microseg.segments.state import CustomerState, encode
+from microseg.segments.step import Core, StepResult
+from microseg.segments.testing import event_bytes, load_rules_text, parse_ts
+
+RULES = load_rules_text("""
+version: 1
+segments:
+  - id: buyer
+    when: purchases_total >= 1
+  - id: regular
+    when: sessions_30d >= 3
+""")
+NOW = parse_ts("2026-06-01T00:00:00Z")
+
+
+class Host:
+    """The smallest host: states in a dict, as replay keeps them."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.states: dict[str, CustomerState] = {}
+
+    def load(self, partition: int, ids: Collection[str]) -> dict[str, CustomerState]:
+        return {c: self.states[c] for c in ids if c in self.states}
+
+    def run(self, records: list[Record]) -> Batch:
+        batch = self.pipeline.process(records, NOW, self.load)
+        for states in batch.states.values():
+            self.states.update(states)
+        return batch
+
+
+def rec(offset: int, customer: str, type_: str, ts: str, partition: int = 0, **props: Any) -> Record:
+    return Record(partition, offset, customer.encode(), event_bytes(customer, type_, ts, event_id=f"e{partition}-{offset}", **props))
+
+
+def test_outputs_come_in_input_order_with_dead_letters_apart() -> None:
+    host = Host(Pipeline(Core(RULES), source="in"))
+    batch = host.run([
+        rec(0, "a", "purchase", "2026-05-01T10:00:00Z", order_id="1", amount=3),
+        Record(0, 1, b"b", b"[]"),
+        rec(2, "b", "purchase", "2026-05-01T10:01:00Z", order_id="2", amount=3),
+    ])
+    assert [c["customer_id"] for c in batch.changes] == ["a", "b"]
+    assert [(d["offset"], d["partition"], d["topic"]) for d in batch.dead_letters] == [(1, 0, "in")]
+    assert batch.types == {"purchase": 2}
+
+
+def test_a_redelivered_offset_and_a_repeated_event_id_count_once() -> None:
+    host = Host(Pipeline(Core(RULES), source="in"))
+    first = rec(0, "a", "session_started", "2026-05-01T10:00:00Z")
+    host.run([first])
+    again = host.run([first])  # same offset: skipped before the event id is even looked at
+    copy = host.run([Record(0, 1, b"a", first.value)])  # new offset, same event id
+    assert again.duplicates == 1 and copy.duplicates == 1
+    assert host.states["a"].dna.windows.totals[0][0] == 1  # one session counted
+
+
+def test_the_key_must_be_the_customer_in_kafka_but_not_in_files() -> None:
+    raw = event_bytes("a", "session_started", "2026-05-01T10:00:00Z")
+    kafka = Host(Pipeline(Core(RULES), source="in")).run([Record(0, 0, b"other", raw)])
+    files = Host(Pipeline(Core(RULES), source="file", kafka=False)).run([Record(0, 7, b"other", raw)])
+    assert len(kafka.dead_letters) == 1 and not files.dead_letters
+    assert Host(Pipeline(Core(RULES), source="file", kafka=False)).run([Record(0, 7, None, b"x")]).dead_letters[0]["partition"] is None
+
+
+class Fragile:
+    """A core that raises on one event id, as a defect in the core would (a wrapper: the compiled
+    ``Core`` cannot be subclassed from Python)."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.ruleset = core.ruleset
+        self.advance = core.advance
+
+    def on_event(self, state: CustomerState | None, event: Event, *, offset: int = -1) -> StepResult:
+        if event.event_id == "boom":
+            raise ZeroDivisionError("division by zero")
+        return self.core.on_event(state, event, offset=offset)
+
+
+def test_a_record_that_makes_the_core_raise_is_a_dead_letter_and_the_rest_goes_on() -> None:
+    host = Host(Pipeline(Fragile(Core(RULES)), source="in"))  # type: ignore[arg-type]
+    boom = Record(0, 1, b"a", event_bytes("a", "purchase", "2026-05-01T10:01:00Z", event_id="boom", order_id="x", amount=1))
+    batch = host.run([rec(0, "a", "session_started", "2026-05-01T10:00:00Z"), boom, rec(2, "a", "purchase", "2026-05-01T10:02:00Z", order_id="y", amount=2)])
+    assert [d["reason"] for d in batch.dead_letters] == [f"{INTERNAL_ERROR}: ZeroDivisionError: division by zero"]
+    assert host.states["a"].dna.purchases_total == 1 and host.states["a"].offset == 2
+
+
+def picky(state: CustomerState) -> bytes:
+    """An encoder that cannot hold one attribute value, as msgpack cannot hold a 65-bit integer."""
+    if state.dna.attributes.get("tier") == "unstorable":
+        raise OverflowError("value too large")
+    return encode(state)
+
+
+def test_a_record_whose_state_cannot_be_stored_is_a_dead_letter_and_the_customer_goes_on() -> None:
+    host = Host(Pipeline(Core(RULES), source="in", encode=picky))
+    batch = host.run([
+        rec(0, "a", "purchase", "2026-05-01T10:00:00Z", order_id="1", amount=3),
+        rec(1, "a", "profile_updated", "2026-05-01T10:01:00Z", attributes={"tier": "unstorable"}),
+        rec(2, "a", "session_started", "2026-05-01T10:02:00Z"),
+        rec(3, "b", "purchase", "2026-05-01T10:03:00Z", order_id="2", amount=3),
+    ])
+    assert [d["offset"] for d in batch.dead_letters] == [1]
+    assert "cannot be stored" in batch.dead_letters[0]["reason"] and "OverflowError" in batch.dead_letters[0]["reason"]
+    assert [c["customer_id"] for c in batch.changes] == ["a", "b"]
+    assert set(batch.encoded[0]) == {"a", "b"} and host.states["a"].dna.attributes == {}
+    assert host.states["a"].offset == 2
+
+
+_events = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["session_started", "purchase", "page_view"]), st.integers(0, 40 * 24)),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_events, st.integers(1, 10))
+def test_batch_boundaries_never_change_outputs_or_states(events: list[tuple[str, str, int]], size: int) -> None:
+    def records() -> list[Record]:
+        out = []
+        for offset, (customer, kind, hours) in enumerate(sorted(events, key=lambda e: e[2])):
+            ts = f"2026-05-{1 + hours // 24:02d}T{hours % 24:02d}:00:00Z"
+            props: dict[str, Any] = {"order_id": str(offset), "amount": 1} if kind == "purchase" else {"page": "/"} if kind == "page_view" else {}
+            out.append(rec(offset, customer, kind, ts, **props))
+        return out
+
+    whole, split = Host(Pipeline(Core(RULES), source="in")), Host(Pipeline(Core(RULES), source="in"))
+    one = whole.run(records())
+    changes: list[dict[str, Any]] = []
+    all_records = records()
+    for start in range(0, len(all_records), size):
+        changes += split.run(all_records[start : start + size]).changes
+    assert changes == one.changes
+    assert {c: encode(s) for c, s in whole.states.items()} == {c: encode(s) for c, s in split.states.items()}
+
+
+def test_advance_fires_what_is_due_and_leaves_the_rest() -> None:
+    rules = load_rules_text("version: 1\nsegments:\n  - id: quiet\n    when: days_since_last_activity > 3\n")
+    host = Host(Pipeline(Core(rules), source="in"))
+    host.run([rec(0, "a", "session_started", "2026-05-01T10:00:00Z"), rec(1, "b", "session_started", "2026-05-20T10:00:00Z")])
+    batch = host.pipeline.advance(0, ["a", "b"], parse_ts("2026-05-10T00:00:00Z"), host.load)
+    assert [(c["customer_id"], c["cause"]) for c in batch.changes] == [("a", "tick")]
+    assert set(batch.states[0]) == {"a"}
