@@ -7,6 +7,8 @@ refused; unknown keys inside ``props`` are ignored so producers can add context 
 
 from __future__ import annotations
 
+import json
+
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Annotated, Any, Literal, NamedTuple, Union
@@ -151,12 +153,23 @@ class ConsentProps(_Props):
 
 
 Scalar = Union[Annotated[str, StringConstraints(max_length=256)], bool, int, float, None]
+INT_RANGE = (-(2**63), 2**63 - 1)
+"""The integers the customer state can hold (msgpack: signed 64 bits)."""
 
 
 class ProfileProps(_Props):
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     preferred_channel: Name | None = None
     attributes: Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], Scalar], Field(max_length=64)] | None = None
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _storable(cls, attributes: Any) -> Any:
+        if isinstance(attributes, dict):
+            for name, value in attributes.items():
+                if type(value) is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+                    raise ValueError(f"attributes.{str(name)[:64]}: integer {value} does not fit in 64 bits; send it as a string")
+        return attributes
 
     @field_validator("timezone")
     @classmethod
@@ -327,9 +340,10 @@ def _decode_slowly(raw: bytes, *, reference_t: float | None, key: bytes | None) 
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"record is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
     try:
-        data = orjson.loads(raw)
+        orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"not valid JSON (or not UTF-8): {exc}") from None
+    data = json.loads(raw)  # exact integers: orjson reads those beyond 64 bits as floats
     if not isinstance(data, dict):
         raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}")
     props = data.get("props")

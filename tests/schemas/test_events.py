@@ -95,3 +95,16 @@ def test_every_contract_type_is_known() -> None:
 def test_unknown_props_keys_are_ignored() -> None:
     raw = event_bytes("c", "session_started", "2026-01-01T00:00:00Z", utm_source="news")
     assert decode_event(raw).type == "session_started"
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 18446744073709551616, 10**40])
+def test_an_attribute_integer_the_state_cannot_hold_is_refused_naming_it(value: int) -> None:
+    raw = event_bytes("c", "profile_updated", "2026-01-01T00:00:00Z", attributes={"loyalty_id": 0}).replace(b'"loyalty_id":0', f'"loyalty_id":{value}'.encode())
+    with pytest.raises(InvalidEvent, match=r"attributes\.loyalty_id: integer .* does not fit in 64 bits"):
+        decode_event(raw)
+
+
+@pytest.mark.parametrize("value", [2**63 - 1, -(2**63), 0, 1.5, "x" * 256, True])
+def test_attribute_values_the_state_can_hold_pass_unchanged(value: object) -> None:
+    raw = event_bytes("c", "profile_updated", "2026-01-01T00:00:00Z", attributes={"a": value})
+    assert decode_event(raw).props.attributes == {"a": value}  # type: ignore[union-attr]
