@@ -1,16 +1,26 @@
-"""The registry of DNA names a rule can read: one source for the type checker, the evaluator and the docs.
+"""Declaring what a rule can read: value types, DNA fields, DNA functions, and registries of them.
 
-Every field and function of CONTRACT §2 is declared here with its type. The language compiles a
-field reference into ``ctx[name]`` on an evaluation context (a mapping that computes DNA fields on
-first use, see ``segments.dna.DnaView``), and a function call into ``spec.impl(ctx, *args)``.
+A ``FieldSpec`` declares one DNA field completely: its type and doc, how it is computed from a
+customer's state at an instant (``compute(view)``, called by ``segments.view.DnaView`` on first
+read), how time alone changes it (``time``: the timeline's wake-ups) and what changes it when an
+event is folded (``touched_by``: event types and the fold's shared effects, for incremental
+evaluation). A ``Registry`` holds a set of declarations and derives every table the type checker,
+the view, the timeline, incremental evaluation, the docs and the JSON Schema read. The built-in
+fields are ``segments.builtin_fields.BUILTINS``; more fields (a rule set's own) make a registry
+built from the same declarations: ``BUILTINS.extended(fields=...)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
+
+from microseg.segments.windows import SPANS
+
+if TYPE_CHECKING:
+    from microseg.segments.view import DnaView
 
 __all__ = [
     "Kind",
@@ -18,16 +28,21 @@ __all__ = [
     "FieldSpec",
     "ParamSpec",
     "FunctionSpec",
+    "Windowed",
+    "DaysSince",
+    "CartTimer",
+    "ChannelDays",
+    "Rescored",
+    "Follows",
+    "TimeChange",
+    "Compute",
+    "Registry",
     "NUMBER",
     "NUMBER_OR_NULL",
     "STRING",
     "STRING_OR_NULL",
     "BOOL",
     "ANY",
-    "JOURNEY_STAGES",
-    "FIELDS",
-    "FUNCTIONS",
-    "TIME_DEPENDENT",
 ]
 
 
@@ -61,18 +76,84 @@ STRING_OR_NULL = ValueType(Kind.STRING, nullable=True)
 BOOL = ValueType(Kind.BOOL)
 ANY = ValueType(Kind.ANY, nullable=True)
 
-JOURNEY_STAGES = frozenset({"prospect", "onboarding", "active", "at_risk", "lapsed", "advocate"})
+Compute = Callable[["DnaView"], Any]
+"""How a field's value is computed: ``compute(view)`` reads ``view.dna`` at ``view.now`` (epoch
+seconds), and may read other fields as ``view[name]``."""
+
+# How time alone changes a field: the timeline turns these into wake-ups.
+
+
+@dataclass(frozen=True, slots=True)
+class Windowed:
+    """A total over the last ``days`` UTC days (7, 30 or 90) of one per-day counter
+    (``segments.windows`` metric index): changes at the UTC midnight a day with counts leaves it."""
+
+    metric: int
+    days: int
+
+
+@dataclass(frozen=True, slots=True)
+class DaysSince:
+    """Whole days since the record's instant ``since`` (``dna_record.instant``: ``LAST_PURCHASE``
+    ...): steps up every 24 h after it."""
+
+    since: int
+
+
+@dataclass(frozen=True, slots=True)
+class CartTimer:
+    """Changes when the open cart turns abandoned (``ABANDON_AFTER_S`` after the last cart
+    event), and when that abandonment leaves the 30-day window."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelDays:
+    """Counts channels by their last day of use: changes when such a day leaves the last ``days`` days."""
+
+    days: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rescored:
+    """A model score: changes every 24 h after the record's instant ``since``, and only when a
+    model is loaded."""
+
+    since: int
+
+
+@dataclass(frozen=True, slots=True)
+class Follows:
+    """Computed from other time-dependent fields: changes only when one of ``inputs`` (field
+    name, values) crosses one of its values."""
+
+    inputs: tuple[tuple[str, tuple[float, ...]], ...]
+
+
+TimeChange = Union[Windowed, DaysSince, CartTimer, ChannelDays, Rescored, Follows]
 
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
-    """A DNA field. ``time_dependent`` fields change as time passes with no event."""
+    """One DNA field, declared once.
+
+    ``doc`` is its definition as the docs, the rule-language reference and the JSON Schema show
+    it. ``time`` is empty for a field only events change. ``touched_by`` holds the event types
+    whose fold can change it, and the fold's shared effects (``segments.event_types.RECENCY``,
+    ...); an event nothing names is followed by a full evaluation.
+    """
 
     name: str
     type: ValueType
     doc: str
     group: str
-    time_dependent: bool = False
+    compute: Compute = field(compare=False, repr=False)
+    time: tuple[TimeChange, ...] = ()
+    touched_by: frozenset[str] = frozenset()
+
+    @property
+    def time_dependent(self) -> bool:
+        """True when the field changes as time passes with no event."""
+        return bool(self.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +169,7 @@ class FunctionSpec:
 
     ``impl(ctx, *args)`` computes it; ``None`` marks the language builtins (min, max, abs,
     coalesce) that the compiler implements with its own null rules. ``variadic`` repeats the
-    last parameter.
+    last parameter. ``touched_by`` as for fields.
     """
 
     name: str
@@ -99,106 +180,89 @@ class FunctionSpec:
     impl: Callable[..., Any] | None = field(default=None, compare=False)
     variadic: bool = False
     time_dependent: bool = False
+    touched_by: frozenset[str] = frozenset()
 
 
-def _f(name: str, type_: ValueType, group: str, doc: str, *, time: bool = False) -> FieldSpec:
-    return FieldSpec(name, type_, doc, group, time)
+_JSON_KIND = {Kind.NUMBER: "number", Kind.STRING: "string", Kind.BOOL: "boolean"}
 
 
-_FIELD_LIST: tuple[FieldSpec, ...] = (
-    # lifecycle
-    _f("tenure_days", NUMBER, "lifecycle", "Whole days since the customer was first seen.", time=True),
-    _f("days_since_last_activity", NUMBER, "lifecycle", "Whole days since the newest event of any kind.", time=True),
-    _f("days_since_last_purchase", NUMBER_OR_NULL, "lifecycle", "Whole days since the newest purchase; null if never.", time=True),
-    _f("first_seen", STRING, "lifecycle", "RFC 3339 UTC instant of the first event, e.g. '2024-01-31T09:00:00Z' (compare as text)."),
-    _f(
-        "journey_stage",
-        ValueType(Kind.STRING, values=JOURNEY_STAGES),
-        "lifecycle",
-        "prospect, onboarding (first 90 days), active, at_risk, lapsed or advocate (see docs/dna.md).",
-        time=True,
-    ),
-    # activity
-    _f("sessions_7d", NUMBER, "activity", "Sessions started in the last 7 days.", time=True),
-    _f("sessions_30d", NUMBER, "activity", "Sessions started in the last 30 days.", time=True),
-    _f("page_views_30d", NUMBER, "activity", "Page views in the last 30 days.", time=True),
-    _f("app_sessions_30d", NUMBER, "activity", "Sessions on channel 'app' in the last 30 days.", time=True),
-    _f("web_sessions_30d", NUMBER, "activity", "Sessions on channel 'web' in the last 30 days.", time=True),
-    _f("bounces_30d", NUMBER, "activity", "Sessions with exactly one page view in the last 30 days.", time=True),
-    # spending
-    _f("purchases_total", NUMBER, "spending", "Purchases ever."),
-    _f("purchases_30d", NUMBER, "spending", "Purchases in the last 30 days.", time=True),
-    _f("purchases_90d", NUMBER, "spending", "Purchases in the last 90 days.", time=True),
-    _f("spend_total", NUMBER, "spending", "Sum of purchase amounts ever, less refunds."),
-    _f("spend_30d", NUMBER, "spending", "Sum of purchase amounts in the last 30 days.", time=True),
-    _f("spend_90d", NUMBER, "spending", "Sum of purchase amounts in the last 90 days.", time=True),
-    _f("avg_order_value", NUMBER_OR_NULL, "spending", "Mean purchase amount; null if no purchase."),
-    _f("refunds_90d", NUMBER, "spending", "Refunds in the last 90 days.", time=True),
-    # carts
-    _f(
-        "carts_abandoned_30d",
-        NUMBER,
-        "carts",
-        "Carts or checkouts in the last 30 days not followed by a purchase within the abandonment window (1 hour).",
-        time=True,
-    ),
-    _f("open_cart_value", NUMBER_OR_NULL, "carts", "Value of the cart not yet bought nor abandoned (within the hour); null if none.", time=True),
-    # affinity
-    _f("top_category", STRING_OR_NULL, "affinity", "Category with the highest affinity; null if none."),
-    # channels
-    _f("preferred_channel", STRING_OR_NULL, "channels", "Declared preferred channel, else the most used one."),
-    _f("last_channel", STRING_OR_NULL, "channels", "Channel of the newest event that had one."),
-    _f("channels_30d", NUMBER, "channels", "Distinct channels used in the last 30 days.", time=True),
-    _f("channel_switches_30d", NUMBER, "channels", "Consecutive events on different channels, last 30 days.", time=True),
-    # campaigns
-    _f("messages_received_30d", NUMBER, "campaigns", "Campaign messages delivered in the last 30 days.", time=True),
-    _f("conversions_90d", NUMBER, "campaigns", "Campaign conversions in the last 90 days.", time=True),
-    _f("days_since_last_message", NUMBER_OR_NULL, "campaigns", "Whole days since the last delivered message; null if none.", time=True),
-    # voice of customer
-    _f("nps", NUMBER_OR_NULL, "voice", "Last NPS answer 0..10; null if none."),
-    _f("csat", NUMBER_OR_NULL, "voice", "Last CSAT answer 1..5; null if none."),
-    _f("ces", NUMBER_OR_NULL, "voice", "Last CES answer 1..7; null if none."),
-    _f("open_support_contacts", NUMBER, "voice", "Support contacts opened and not yet resolved."),
-    _f("support_contacts_30d", NUMBER, "voice", "Support contacts opened in the last 30 days.", time=True),
-    _f("reviews_total", NUMBER, "voice", "Reviews posted ever."),
-    _f("referrals_total", NUMBER, "voice", "Referrals made ever."),
-    # predictive
-    _f("p_alive", NUMBER_OR_NULL, "predictive", "BG/NBD probability the customer is still active; null without a model or before a first purchase.", time=True),
-    _f("churn_risk", NUMBER_OR_NULL, "predictive", "1 - p_alive; null without a model.", time=True),
-    _f("expected_purchases_90d", NUMBER_OR_NULL, "predictive", "BG/NBD expected purchase days in the next 90 days; null without a model or purchase.", time=True),
-    _f("clv_12m", NUMBER_OR_NULL, "predictive", "Expected spend over the next 12 months (BG/NBD x Gamma-Gamma).", time=True),
-    # profile
-    _f("timezone", STRING_OR_NULL, "profile", "IANA time zone from the profile, e.g. 'Europe/Paris'; null if unknown."),
-)
-
-FIELDS: Mapping[str, FieldSpec] = {f.name: f for f in _FIELD_LIST}
-
-TIME_DEPENDENT: frozenset[str] = frozenset(f.name for f in _FIELD_LIST if f.time_dependent)
+def _json_type(spec: FieldSpec) -> dict[str, Any]:
+    kind = _JSON_KIND.get(spec.type.kind)
+    schema: dict[str, Any] = {"description": spec.doc}
+    if kind is not None:
+        schema["type"] = [kind, "null"] if spec.type.nullable else kind
+    if spec.type.values is not None:
+        schema["enum"] = sorted(spec.type.values)
+    return schema
 
 
-def _channel_param(optional: bool = False) -> tuple[ParamSpec, ...]:
-    return (ParamSpec("channel", STRING, optional=optional),)
+class Registry:
+    """A set of field and function declarations, and the tables derived from them.
 
+    ``helpers`` are named intermediate values the computes share through the view (``_scores``
+    ...), not fields. Raises ``ValueError`` on a name declared twice, a window the counters do
+    not keep, or ``Follows`` naming an undeclared field.
+    """
 
-def _impl(method: str) -> Callable[..., Any]:
-    def call(ctx: Any, *args: Any) -> Any:
-        return getattr(ctx, method)(*args)
+    __slots__ = ("fields", "functions", "helpers", "compute", "time_dependent", "touches")
 
-    call.__name__ = method
-    return call
+    fields: Mapping[str, FieldSpec]
+    functions: Mapping[str, FunctionSpec]
+    helpers: Mapping[str, Compute]
+    compute: dict[str, Compute]
+    time_dependent: frozenset[str]
+    touches: dict[str, frozenset[str]]
 
+    def __init__(
+        self, fields: Iterable[FieldSpec], functions: Iterable[FunctionSpec] = (), helpers: Mapping[str, Compute] | None = None
+    ) -> None:
+        by_name: dict[str, FieldSpec] = {}
+        for spec in fields:
+            if spec.name in by_name:
+                raise ValueError(f"DNA field {spec.name!r} is declared twice")
+            for change in spec.time:
+                if isinstance(change, Windowed) and change.days not in SPANS:
+                    raise ValueError(f"{spec.name}: windows of {change.days} days are not kept (only {SPANS})")
+            by_name[spec.name] = spec
+        fns: dict[str, FunctionSpec] = {}
+        for fn in functions:
+            if fn.name in fns or fn.name in by_name:
+                raise ValueError(f"DNA name {fn.name!r} is declared twice")
+            fns[fn.name] = fn
+        for spec in by_name.values():
+            for change in spec.time:
+                if isinstance(change, Follows):
+                    for name, _ in change.inputs:
+                        if name not in by_name:
+                            raise ValueError(f"{spec.name} follows {name!r}, which is not a declared field")
+        self.fields = by_name
+        self.functions = fns
+        self.helpers = dict(helpers or {})
+        self.compute = {name: spec.compute for name, spec in by_name.items()}
+        self.compute.update(self.helpers)
+        self.time_dependent = frozenset(name for name, spec in by_name.items() if spec.time)
+        touches: dict[str, set[str]] = {}
+        for name, touched_by in [(s.name, s.touched_by) for s in by_name.values()] + [(f.name, f.touched_by) for f in fns.values()]:
+            for cause in touched_by:
+                touches.setdefault(cause, set()).add(name)
+        self.touches = {cause: frozenset(names) for cause, names in touches.items()}
 
-_FUNCTION_LIST: tuple[FunctionSpec, ...] = (
-    FunctionSpec("affinity", (ParamSpec("category", STRING),), NUMBER, "Decayed share 0..1 of interest in a category.", "affinity", _impl("affinity")),
-    FunctionSpec("consented", _channel_param(), BOOL, "True if the customer granted consent for the channel.", "channels", _impl("consented")),
-    FunctionSpec("open_rate", _channel_param(True), NUMBER_OR_NULL, "Opens / deliveries (of one channel, or all); null if none delivered.", "campaigns", _impl("open_rate")),
-    FunctionSpec("click_rate", _channel_param(True), NUMBER_OR_NULL, "Clicks / deliveries (of one channel, or all); null if none delivered.", "campaigns", _impl("click_rate")),
-    FunctionSpec("unsubscribed", _channel_param(), BOOL, "True if the customer unsubscribed from the channel.", "campaigns", _impl("unsubscribed")),
-    FunctionSpec("attr", (ParamSpec("name", STRING),), ANY, "A profile attribute set by profile_updated; null if unset.", "profile", _impl("attr")),
-    FunctionSpec("min", (ParamSpec("a", NUMBER), ParamSpec("b", NUMBER)), NUMBER, "Smallest argument; null if any is null.", "builtin", variadic=True),
-    FunctionSpec("max", (ParamSpec("a", NUMBER), ParamSpec("b", NUMBER)), NUMBER, "Largest argument; null if any is null.", "builtin", variadic=True),
-    FunctionSpec("abs", (ParamSpec("x", NUMBER),), NUMBER, "Absolute value; null if null.", "builtin"),
-    FunctionSpec("coalesce", (ParamSpec("a", ANY), ParamSpec("b", ANY)), ANY, "First argument that is not null.", "builtin", variadic=True),
-)
+    def extended(self, fields: Iterable[FieldSpec] = (), functions: Iterable[FunctionSpec] = ()) -> Registry:
+        """A new registry: these declarations and this one's (a name may not be declared twice)."""
+        return Registry([*self.fields.values(), *fields], [*self.functions.values(), *functions], self.helpers)
 
-FUNCTIONS: Mapping[str, FunctionSpec] = {f.name: f for f in _FUNCTION_LIST}
+    def timed(self) -> list[tuple[FieldSpec, TimeChange]]:
+        """Every (field, how time changes it), in declaration order."""
+        return [(spec, change) for spec in self.fields.values() for change in spec.time]
+
+    def json_schema(self) -> dict[str, Any]:
+        """JSON Schema (draft 2020-12) of a customer's DNA as explain shows it: field -> value."""
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "customer DNA",
+            "description": "Every DNA field of one customer at an instant (docs/dna.md).",
+            "type": "object",
+            "properties": {name: _json_type(spec) for name, spec in self.fields.items()},
+            "required": list(self.fields),
+            "additionalProperties": False,
+        }

@@ -27,8 +27,12 @@ __all__ = ["MODULES", "GROUP", "MANIFEST", "Build", "source_path", "source_diges
 
 MODULES: tuple[str, ...] = (
     "microseg.segments.windows",
-    "microseg.segments.dna",
+    "microseg.segments.dna_record",
     "microseg.segments.fields",
+    "microseg.segments.event_types",
+    "microseg.segments.dna",
+    "microseg.segments.builtin_fields",
+    "microseg.segments.predictive_fields",
     "microseg.segments.ruleset",
     "microseg.segments.predictive",
     "microseg.segments.view",

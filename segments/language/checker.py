@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from microseg.segments.fields import ANY, BOOL, FIELDS, FUNCTIONS, NUMBER, STRING, FunctionSpec, Kind, ValueType
+from microseg.segments.builtin_fields import BUILTINS
+from microseg.segments.fields import ANY, BOOL, NUMBER, STRING, FunctionSpec, Kind, Registry, ValueType
 from microseg.segments.language.parser import (
     Arith,
     Call,
@@ -65,9 +66,10 @@ def _nullable(kind: Kind, *parts: ValueType) -> ValueType:
     return ValueType(kind, nullable=any(p.nullable or p.kind in _LOOSE for p in parts))
 
 
-def check(node: Node, *, expect_bool: bool) -> Checked:
-    """Type ``node``; issues are collected, never raised, so all of them can be reported."""
-    checker = _Checker()
+def check(node: Node, *, expect_bool: bool, registry: Registry | None = None) -> Checked:
+    """Type ``node`` against the fields and functions of ``registry`` (the built-in ones by
+    default); issues are collected, never raised, so all of them can be reported."""
+    checker = _Checker(BUILTINS if registry is None else registry)
     result = checker.visit(node)
     if expect_bool and result is not _ERR and result.kind is not Kind.BOOL:
         if result.kind is Kind.ANY:
@@ -81,7 +83,9 @@ def check(node: Node, *, expect_bool: bool) -> Checked:
 
 
 class _Checker:
-    def __init__(self) -> None:
+    def __init__(self, registry: Registry) -> None:
+        self.fields = registry.fields
+        self.functions = registry.functions
         self.types: dict[int, ValueType] = {}
         self.issues: list[Issue] = []
 
@@ -103,24 +107,24 @@ class _Checker:
         return self.error(node.pos, "a list can only follow 'in' or 'not in'")
 
     def _name(self, node: Name) -> ValueType:
-        spec = FIELDS.get(node.name)
+        spec = self.fields.get(node.name)
         if spec is not None:
             return spec.type
-        if node.name in FUNCTIONS:
-            fn = FUNCTIONS[node.name]
+        if node.name in self.functions:
+            fn = self.functions[node.name]
             shown = ", ".join(p.name for p in fn.params)
             return self.error(node.pos, f"'{node.name}' is a function; call it as {node.name}({shown})")
         if node.name in _KEYWORD_CASE:
             return self.error(node.pos, f"unknown name '{node.name}'; keywords are lower case: write '{_KEYWORD_CASE[node.name]}'")
-        return self.error(node.pos, f"unknown field '{node.name}'{_suggest(node.name, FIELDS)}")
+        return self.error(node.pos, f"unknown field '{node.name}'{_suggest(node.name, self.fields)}")
 
     def _call(self, node: Call) -> ValueType:
         arg_types = [self.visit(a) for a in node.args]
-        spec = FUNCTIONS.get(node.name)
+        spec = self.functions.get(node.name)
         if spec is None:
-            if node.name in FIELDS:
+            if node.name in self.fields:
                 return self.error(node.pos, f"'{node.name}' is a field, not a function; drop the parentheses")
-            return self.error(node.pos, f"unknown function '{node.name}'{_suggest(node.name, FUNCTIONS)}")
+            return self.error(node.pos, f"unknown function '{node.name}'{_suggest(node.name, self.functions)}")
         if not self._arity(node, spec):
             return _ERR
         for i, (arg, t) in enumerate(zip(node.args, arg_types)):

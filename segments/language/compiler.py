@@ -12,7 +12,8 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from microseg.segments.fields import FUNCTIONS, Kind, ValueType
+from microseg.segments.builtin_fields import BUILTINS
+from microseg.segments.fields import FunctionSpec, Kind, Registry, ValueType
 from microseg.segments.language.checker import check
 from microseg.segments.language.errors import Problem, RuleError
 from microseg.segments.language.parser import (
@@ -51,21 +52,25 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
-def compile_expression(text: str, *, origin: Origin, expect_bool: bool = True, locate: Locator | None = None) -> Expr:
+def compile_expression(
+    text: str, *, origin: Origin, expect_bool: bool = True, locate: Locator | None = None, registry: Registry | None = None
+) -> Expr:
     """Parse, type-check and compile ``text``; raises ``RuleError`` listing every problem.
 
     Problem positions are ``origin`` plus the offset inside ``text``; a rule-file loader whose
     expression sits in a quoted or block YAML scalar passes ``locate`` to map offsets exactly.
+    Names are those of ``registry``, the built-in fields and functions by default.
     """
+    reg = BUILTINS if registry is None else registry
     where = locate or _default_locator(text, origin)
     try:
         tree = parse(text)
     except ParseFailure as failure:
         raise RuleError([Problem(origin.file, *where(i.pos), i.message) for i in failure.issues]) from None
-    checked = check(tree, expect_bool=expect_bool)
+    checked = check(tree, expect_bool=expect_bool, registry=reg)
     if checked.issues:
         raise RuleError([Problem(origin.file, *where(i.pos), i.message) for i in checked.issues])
-    fn = _Builder(checked.types).build(tree)
+    fn = _Builder(checked.types, reg.functions).build(tree)
     meta = _Meta()
     meta.walk(tree)
     return Expr(
@@ -232,8 +237,9 @@ def _field_vs_const(name: str, op: str, c: Any) -> Fn:
 
 
 class _Builder:
-    def __init__(self, types: Mapping[int, ValueType]) -> None:
+    def __init__(self, types: Mapping[int, ValueType], functions: Mapping[str, FunctionSpec]) -> None:
         self.types = types
+        self.functions = functions
 
     def kind(self, node: Node) -> Kind:
         return self.types[id(node)].kind
@@ -431,7 +437,7 @@ class _Builder:
         return in_
 
     def _call(self, node: Call) -> Fn:
-        spec = FUNCTIONS[node.name]
+        spec = self.functions[node.name]
         if spec.impl is None:
             return self._builtin(node)
         impl = spec.impl

@@ -1,7 +1,7 @@
 """docs/dna.md must name every DNA field, function and event type, with the registry's types.
 
-The registry (segments/fields.py) is the source; this keeps the hand-written definitions page
-from silently falling behind when a field, function or event type is added or retyped.
+The declarations (segments/builtin_fields.py, segments/event_types.py) are the source: the
+tables are generated from them, and the hand-written prose around them must keep up.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from microseg.schemas.events import EVENT_TYPES
+from microseg.segments.builtin_fields import ADVOCATE_NPS, AT_RISK_DAYS, FIELDS, FUNCTIONS, LAPSED_DAYS, ONBOARDING_DAYS
 from microseg.segments.dna import ABANDON_AFTER_S, AFFINITY_HALF_LIFE_DAYS, RECENT_IDS
-from microseg.segments.fields import FIELDS, FUNCTIONS
-from microseg.segments.view import ADVOCATE_NPS, AT_RISK_DAYS, LAPSED_DAYS, ONBOARDING_DAYS
+from microseg.segments.language.reference import render_dna
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "dna.md"
 
@@ -32,6 +32,11 @@ def _rows(text: str) -> dict[str, str]:
         if match:
             rows.setdefault(match.group(1), match.group(2))
     return rows
+
+
+def test_generated_tables_match_the_declarations(text: str) -> None:
+    for name, block in render_dna().items():
+        assert block in text, f"docs/dna.md: the {name} table is stale; run: python -m microseg.segments.language.reference docs/dna.md"
 
 
 @pytest.mark.parametrize("name", sorted(FIELDS))

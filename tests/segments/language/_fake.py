@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from microseg.segments.fields import FIELDS, Kind
+from microseg.segments.builtin_fields import FIELDS
+from microseg.segments.fields import Kind
 
 __all__ = ["FakeCtx", "base_values"]
 

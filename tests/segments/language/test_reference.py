@@ -1,10 +1,10 @@
-"""docs/rule-language.md carries the registry, generated, so it cannot drift from segments/fields.py."""
+"""docs/rule-language.md carries the registry, generated, so it cannot drift from the declarations."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from microseg.segments.fields import FIELDS, FUNCTIONS
+from microseg.segments.builtin_fields import FIELDS, FUNCTIONS
 from microseg.segments.language.reference import render_reference
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "rule-language.md"
