@@ -1,8 +1,14 @@
-"""JSON Schema for every published record, so consumers in other languages can validate."""
+"""JSON Schema for every published record, so consumers in other languages can validate.
+
+Records are declared here (``schemas/``); the DNA's shape is declared by the field registry in
+``segments`` (which this package may not import), so its schema is passed in:
+``json_schemas(dna=BUILTINS.json_schema())`` adds ``customer-dna.schema.json``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -11,9 +17,10 @@ from pydantic import BaseModel
 from microseg.schemas.events import PROPS_BY_TYPE, EventModel
 from microseg.schemas.outputs import DeadLetter, NextBestMessage, SegmentChange, SuppressedDecision
 
-__all__ = ["json_schemas", "write_schemas", "SCHEMA_DIR"]
+__all__ = ["json_schemas", "write_schemas", "SCHEMA_DIR", "DNA_SCHEMA"]
 
 SCHEMA_DIR = Path(__file__).parent / "json"
+DNA_SCHEMA = "customer-dna.schema.json"
 
 _RECORDS: dict[str, type[BaseModel]] = {
     "customer-event": EventModel,
@@ -24,9 +31,12 @@ _RECORDS: dict[str, type[BaseModel]] = {
 }
 
 
-def json_schemas() -> dict[str, dict[str, Any]]:
-    """File name -> schema; event props get one schema per event type."""
+def json_schemas(dna: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """File name -> schema; event props get one schema per event type. ``dna``: the schema of a
+    customer's DNA (``segments.fields.Registry.json_schema()``), written as ``DNA_SCHEMA``."""
     schemas = {f"{name}.schema.json": model.model_json_schema(by_alias=True) for name, model in _RECORDS.items()}
+    if dna is not None:
+        schemas[DNA_SCHEMA] = dict(dna)
     for kind, props in PROPS_BY_TYPE.items():
         schema = props.model_json_schema()
         schema["title"] = f"{kind} props"
@@ -34,9 +44,10 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     return schemas
 
 
-def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+def write_schemas(directory: Path = SCHEMA_DIR, dna: Mapping[str, Any] | None = None) -> list[Path]:
+    """Write every schema of ``json_schemas(dna)`` under ``directory``; the paths written."""
     written = []
-    for name, schema in json_schemas().items():
+    for name, schema in json_schemas(dna).items():
         path = directory / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
