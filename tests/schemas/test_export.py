@@ -1,20 +1,22 @@
-"""The committed JSON Schema of the DNA is the one the field declarations give."""
+"""The JSON Schema of the DNA comes from the field declarations and describes explain's snapshot."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 
-from microseg.schemas.export import DNA_SCHEMA, SCHEMA_DIR, json_schemas
+from microseg.schemas.export import DNA_SCHEMA, json_schemas, write_schemas
 from microseg.segments.builtin_fields import BUILTINS
-from microseg.segments.view import DnaView
 from microseg.segments.dna import fold
 from microseg.segments.testing import event, parse_ts
+from microseg.segments.view import DnaView
 
 
-def test_committed_dna_schema_matches_the_declarations() -> None:
-    schema = json_schemas(dna=BUILTINS.json_schema())[DNA_SCHEMA]
-    committed = orjson.loads((SCHEMA_DIR / DNA_SCHEMA).read_bytes())
-    assert committed == schema, f"refresh schemas/json/{DNA_SCHEMA} from BUILTINS.json_schema()"
+def test_dna_schema_is_written_with_the_records(tmp_path: Path) -> None:
+    written = write_schemas(tmp_path, dna=BUILTINS.json_schema())
+    assert tmp_path / DNA_SCHEMA in written
+    assert orjson.loads((tmp_path / DNA_SCHEMA).read_bytes()) == json_schemas(dna=BUILTINS.json_schema())[DNA_SCHEMA]
 
 
 def test_dna_schema_describes_a_snapshot() -> None:
