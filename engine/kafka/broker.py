@@ -20,14 +20,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from microseg.engine.settings import Settings
 from microseg.errors import MicrosegError
 
-__all__ = ["BrokerError", "BrokerEndpoint", "EmbeddedBroker", "broker_for", "ensure_topics", "free_port", "wait_for_broker"]
+__all__ = [
+    "BrokerError", "BrokerEndpoint", "EmbeddedBroker", "broker_for", "check_reachable", "ensure_topics", "probe_async", "free_port", "wait_for_broker",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class BrokerEndpoint:
 
     bootstrap: str
     embedded: bool
+    broker: EmbeddedBroker | None = field(default=None, compare=False, repr=False)
+    """The embedded broker this process started (None for a configured broker): its life is watched."""
 
     @property
     def servers(self) -> list[str]:
@@ -95,6 +99,93 @@ def wait_for_broker(host: str, port: int, timeout: float, alive: Callable[[], bo
     raise BrokerError(f"broker at {host}:{port} did not answer a metadata request within {timeout:.0f} s ({last_error})")
 
 
+REACH_TIMEOUT_S = 3.0
+"""How long ``check_reachable`` tries before giving up: the commands say so within 5 s."""
+
+
+def _probe(server: str, *, plaintext: bool, timeout: float) -> str | None:
+    """None if ``server`` (``host:port``) answers, else why not. Without TLS or SASL the answer must
+    be a Kafka Metadata response; with them a TCP connection is all that is checked (the clients'
+    own handshake follows)."""
+    host, _, port = server.rpartition(":")
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            if not plaintext:
+                return None
+            sock.settimeout(timeout)
+            return None if _metadata_request(sock, 1) else _NOT_KAFKA
+    except socket.timeout:
+        return f"no answer within {timeout:.1f} s"
+    except OSError as exc:
+        return _why(exc)
+
+
+def _why(exc: OSError) -> str:
+    """``Connection refused``, ``Name or service not known``: the system's words, without the decoration."""
+    if exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc)
+
+
+_NOT_KAFKA = "no Kafka metadata answer (closed, or not a Kafka broker)"
+
+
+async def probe_async(servers: list[str], *, plaintext: bool, timeout: float) -> str | None:
+    """``_probe`` for the event loop: None if one of ``servers`` answers within ``timeout``, else why not."""
+    import asyncio
+
+    why = "no bootstrap servers"
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        host = host.strip("[]")
+        writer = None
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(host, int(port))
+                if not plaintext:
+                    return None
+                client_id = b"microseg-probe"
+                body = struct.pack(">hhih", 3, 0, 1, len(client_id)) + client_id + struct.pack(">i", 0)
+                writer.write(struct.pack(">i", len(body)) + body)
+                await writer.drain()
+                size, got_id = struct.unpack(">ii", await reader.readexactly(8))
+                if got_id == 1 and size >= 8:
+                    return None
+                why = _NOT_KAFKA
+        except TimeoutError:
+            why = f"no answer within {timeout:.1f} s"
+        except asyncio.IncompleteReadError:
+            why = _NOT_KAFKA
+        except OSError as exc:
+            why = _why(exc)
+        finally:
+            if writer is not None:
+                writer.close()
+    return why
+
+
+def check_reachable(bootstrap: str, settings: Settings | None = None, *, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Return once one of the bootstrap servers answers; otherwise raise ``BrokerError`` with one
+    line, ``cannot reach the broker at HOST:PORT: why``, within about ``timeout`` seconds.
+
+    The Kafka clients would retry for 30 s and then raise a long traceback; commands and the
+    worker call this first so that a wrong address or a broker that is down is said at once.
+    """
+    plaintext = settings is None or settings.security_protocol == "PLAINTEXT"
+    servers = [s for s in bootstrap.split(",") if s]
+    deadline = time.monotonic() + timeout
+    reasons: dict[str, str] = {}
+    for server in servers:
+        left = deadline - time.monotonic()
+        why = _probe(server, plaintext=plaintext, timeout=max(min(left, timeout / len(servers)), 0.2))
+        if why is None:
+            return
+        reasons[server] = why
+    detail = "; ".join(f"{server} {why}" for server, why in reasons.items()) if len(servers) > 1 else reasons[servers[0]]
+    raise BrokerError(f"cannot reach the broker at {bootstrap}: {detail}")
+
+
 def _set_parent_death_signal(parent_pid: int) -> None:
     """In the child: ask Linux to SIGTERM us when the parent dies, so a SIGKILLed parent leaves no orphan."""
     if sys.platform.startswith("linux"):
@@ -136,6 +227,10 @@ class EmbeddedBroker:
         if self._proc is None:
             raise BrokerError("the embedded broker is not running; call start() or use it as a context manager")
         return f"{self.host}:{self.port}"
+
+    def exited(self) -> int | None:
+        """The broker's exit code if it has died under us (None while it runs, or before start)."""
+        return None if self._proc is None else self._proc.poll()
 
     @property
     def pid(self) -> int | None:
@@ -316,6 +411,7 @@ def broker_for(settings: Settings, *, create_topics: bool = True) -> Iterator[Br
 
     if settings.bootstrap_servers is not None:
         endpoint = BrokerEndpoint(",".join(settings.bootstrap_servers), embedded=False)
+        check_reachable(endpoint.bootstrap, settings)
         if settings.fix_end_offsets:
             install_end_offsets_fix()
         if create_topics:
@@ -323,7 +419,7 @@ def broker_for(settings: Settings, *, create_topics: bool = True) -> Iterator[Br
         yield endpoint
         return
     with EmbeddedBroker() as broker:
-        endpoint = BrokerEndpoint(broker.bootstrap, embedded=True)
+        endpoint = BrokerEndpoint(broker.bootstrap, embedded=True, broker=broker)
         if settings.fix_end_offsets is not False:
             install_end_offsets_fix()
         if create_topics:

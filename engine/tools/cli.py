@@ -301,8 +301,15 @@ def worker_command(
     """The streaming worker; with no broker configured it starts the embedded one."""
     from microseg.engine.worker.main import run_worker
 
+    from microseg.errors import MicrosegError
+
     settings = _settings(broker=broker, data_dir=data_dir, rules_dir=rules, partitions=partitions, web_port=web_port, web_host=web_host, ticks=ticks)
-    run_worker(settings)
+    try:
+        code = run_worker(settings)
+    except MicrosegError as exc:
+        _fail(str(exc))
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("demo")
@@ -334,11 +341,18 @@ def produce_command(
     settings = _settings(broker=broker)
     if settings.broker is None:
         _fail("no broker configured: set MICROSEG_BROKER or --broker (the embedded broker lives inside 'microseg worker')")
+    from microseg.errors import MicrosegError
+
     bar, advance = _progress(events)
     if bar is not None:
         bar.start()
     try:
         summary = produce_file(settings, ",".join(settings.bootstrap_servers), events, rate=rate, on_line=advance)
+    except MicrosegError as exc:
+        if bar is not None:
+            bar.stop()
+            bar = None
+        _fail(str(exc))
     finally:
         if bar is not None:
             bar.stop()
@@ -361,7 +375,12 @@ def rules_publish(
     settings = _settings(broker=broker)
     if settings.broker is None:
         _fail("no broker configured: set MICROSEG_BROKER or --broker to the workers' broker")
-    version = publish_rules(settings, ",".join(settings.bootstrap_servers), directory)
+    from microseg.errors import MicrosegError
+
+    try:
+        version = publish_rules(settings, ",".join(settings.bootstrap_servers), directory)
+    except MicrosegError as exc:
+        _fail(str(exc))
     assert version == ruleset.version
     typer.echo(f"published rules {version}: {len(ruleset.segments)} segments, {len(ruleset.messages)} messages")
 

@@ -53,17 +53,29 @@ def produce_lines(settings: Settings, bootstrap: str, lines: Iterable[bytes], *,
     Keyed by ``customer_id`` so a customer's events keep their order on one partition; ``rate``
     paces to that many lines per second (0 = as fast as possible); ``on_line`` gets each line's
     size in bytes (newline included). Returns when every line is acknowledged (``acks=1``).
+    Raises ``BrokerError`` (one line) within seconds when no bootstrap server answers.
     """
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap.split(","),
-        acks=1,
-        linger_ms=5,
-        batch_size=512 * 1024,
-        max_request_size=8 << 20,
-        **settings.kafka_python_kwargs(),
-    )
+    from microseg.engine.kafka.broker import check_reachable
+
+    check_reachable(bootstrap, settings)
+
+    from kafka.errors import KafkaError
+
+    from microseg.engine.kafka.broker import BrokerError
+
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap.split(","),
+            acks=1,
+            linger_ms=5,
+            batch_size=512 * 1024,
+            max_request_size=8 << 20,
+            **settings.kafka_python_kwargs(),
+        )
+    except KafkaError as exc:  # answered the probe, then not the client (TLS or SASL handshake, a broker going away)
+        raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from None
     sent = skipped = 0
     started = time.perf_counter()
     try:

@@ -32,8 +32,12 @@ def rule_files(directory: Path) -> dict[str, str]:
 
 
 def publish_rules(settings: Settings, bootstrap: str, directory: Path) -> str:
-    """Validate, then publish; returns the version. Raises ``RuleError`` on invalid files."""
+    """Validate, then publish; returns the version. Raises ``RuleError`` on invalid files and
+    ``BrokerError`` (one line, within seconds) when no bootstrap server answers."""
+    from microseg.engine.kafka.broker import check_reachable
+
     ruleset = load_rules(directory)
+    check_reachable(bootstrap, settings)
     payload = orjson.dumps({"version": ruleset.version, "files": rule_files(directory)})
     producer = sync_producer(settings, bootstrap, acks="all")
     try:

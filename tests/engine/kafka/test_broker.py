@@ -152,3 +152,37 @@ def test_no_orphan_when_parent_dies(parent_signal: signal.Signals) -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_check_reachable_says_why_in_one_line_and_fast() -> None:
+    import socket
+
+    from microseg.engine.kafka.broker import check_reachable, free_port
+
+    closed = free_port()
+    started = time.monotonic()
+    with pytest.raises(BrokerError) as refused:
+        check_reachable(f"127.0.0.1:{closed}")
+    assert str(refused.value) == f"cannot reach the broker at 127.0.0.1:{closed}: Connection refused"
+    assert time.monotonic() - started < 1
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(BrokerError, match=f"^cannot reach the broker at 127.0.0.1:{closed},{address}: 127.0.0.1:{closed} Connection refused; {address} no answer within"):
+            check_reachable(f"127.0.0.1:{closed},{address}", timeout=1.0)
+        assert time.monotonic() - started < 2
+        with pytest.raises(BrokerError, match="no answer within"):
+            check_reachable(address, timeout=0.5)
+
+
+@pytest.mark.broker
+def test_check_reachable_passes_for_a_live_broker(broker: str) -> None:
+    import asyncio
+
+    from microseg.engine.kafka.broker import check_reachable, free_port, probe_async
+
+    check_reachable(f"127.0.0.1:{free_port()},{broker}")
+    assert asyncio.run(probe_async([broker], plaintext=True, timeout=2)) is None
+    assert "refused" in str(asyncio.run(probe_async([f"127.0.0.1:{free_port()}"], plaintext=True, timeout=2)))

@@ -86,3 +86,33 @@ def test_schema_export_matches_the_committed_files(tmp_path: Path) -> None:
     committed = Path(__file__).parents[3] / "schemas" / "json"
     for path in tmp_path.rglob("*.json"):
         assert (committed / path.relative_to(tmp_path)).read_bytes() == path.read_bytes(), f"run 'microseg schema' to refresh {path.name}"
+
+
+# -- an unreachable broker: one line, at once, exit code 2 --------------------------------
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+
+from microseg.engine.kafka.broker import free_port  # noqa: E402
+
+
+@pytest.mark.parametrize("command", [["produce", "EVENTS"], ["rules", "publish", str(STARTER)], ["worker"]], ids=["produce", "rules-publish", "worker"])
+def test_unreachable_broker_is_one_line_within_5_s_and_exit_2(command: list[str], tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(event_bytes("c-1", "session_started", "2026-01-05T00:00:00Z") + b"\n")
+    port = free_port()  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICROSEG_")}
+    env |= {"MICROSEG_BROKER": f"127.0.0.1:{port}", "MICROSEG_DATA_DIR": str(tmp_path / "data"), "MICROSEG_WEB_PORT": "0"}
+    env["MICROSEG_ERASURE_SECRET"] = "0123456789abcdef0123"  # a worker on a real broker needs one
+    argv = [str(events) if arg == "EVENTS" else arg for arg in command]
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-W", "ignore", "-m", "microseg", *argv], env=env, capture_output=True, text=True, timeout=60)
+    seconds = time.monotonic() - started
+    print(f"\n{' '.join(command)}: exit {done.returncode} after {seconds:.2f} s")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"error: cannot reach the broker at 127.0.0.1:{port}: Connection refused"], done.stderr
+    assert seconds < 5.0
