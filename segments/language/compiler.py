@@ -15,6 +15,18 @@ from typing import Any
 from microseg.segments.builtin_fields import BUILTINS
 from microseg.segments.fields import FunctionSpec, Kind, Registry, ValueType
 from microseg.segments.language.checker import check
+from microseg.segments.language.closures import (
+    FLIP,
+    OPS,
+    RUNTIME_KIND,
+    Fn,
+    as_bool,
+    as_number,
+    binary_arith,
+    const,
+    field_vs_const,
+    logic3,
+)
 from microseg.segments.language.errors import Problem, RuleError
 from microseg.segments.language.parser import (
     Arith,
@@ -36,21 +48,8 @@ from microseg.segments.ruleset import Expr, Origin
 
 __all__ = ["Locator", "compile_expression"]
 
-Fn = Callable[[Any], Any]
 Locator = Callable[[int], tuple[int, int]]
 """Maps a character offset in the expression to a 1-based (line, col) in the rule file."""
-
-_RUNTIME_KIND = {bool: Kind.BOOL, int: Kind.NUMBER, float: Kind.NUMBER, str: Kind.STRING}
-_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
-_FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
-
 
 def compile_expression(
     text: str, *, origin: Origin, expect_bool: bool = True, locate: Locator | None = None, registry: Registry | None = None
@@ -180,62 +179,6 @@ def _constant(node: Node) -> bool:
     return all(_constant(c) for c in _children(node))
 
 
-def _const(value: Any) -> Fn:
-    def const(ctx: Any) -> Any:
-        return value
-
-    return const
-
-
-def _as_bool(fn: Fn) -> Fn:
-    """Guard an ``any`` operand of and/or/not: non-bool runtime values count as null."""
-
-    def as_bool(ctx: Any) -> Any:
-        v = fn(ctx)
-        return v if v is True or v is False else None
-
-    return as_bool
-
-
-def _as_number(fn: Fn) -> Fn:
-    """Guard an ``any`` operand of arithmetic: non-numbers count as null."""
-
-    def as_number(ctx: Any) -> Any:
-        v = fn(ctx)
-        return v if _RUNTIME_KIND.get(type(v)) is Kind.NUMBER else None
-
-    return as_number
-
-
-def _field_vs_const(name: str, op: str, c: Any) -> Fn:
-    """``field OP constant`` without calls: the hottest shape in real rule sets."""
-    if op == "==":
-        def f(ctx: Any) -> Any:
-            v = ctx[name]
-            return None if v is None else v == c
-    elif op == "!=":
-        def f(ctx: Any) -> Any:
-            v = ctx[name]
-            return None if v is None else v != c
-    elif op == "<":
-        def f(ctx: Any) -> Any:
-            v = ctx[name]
-            return None if v is None else v < c
-    elif op == "<=":
-        def f(ctx: Any) -> Any:
-            v = ctx[name]
-            return None if v is None else v <= c
-    elif op == ">":
-        def f(ctx: Any) -> Any:
-            v = ctx[name]
-            return None if v is None else v > c
-    else:
-        def f(ctx: Any) -> Any:
-            v = ctx[name]
-            return None if v is None else v >= c
-    return f
-
-
 class _Builder:
     def __init__(self, types: Mapping[int, ValueType], functions: Mapping[str, FunctionSpec]) -> None:
         self.types = types
@@ -247,19 +190,19 @@ class _Builder:
     def build(self, node: Node) -> Fn:
         fn = getattr(self, f"_{type(node).__name__.lower()}")(node)
         if not isinstance(node, Lit) and _constant(node):
-            return _const(fn(None))
+            return const(fn(None))
         return fn
 
     def guarded_bool(self, node: Node) -> Fn:
         fn = self.build(node)
-        return _as_bool(fn) if self.kind(node) is Kind.ANY else fn
+        return as_bool(fn) if self.kind(node) is Kind.ANY else fn
 
     def guarded_number(self, node: Node) -> Fn:
         fn = self.build(node)
-        return _as_number(fn) if self.kind(node) is Kind.ANY else fn
+        return as_number(fn) if self.kind(node) is Kind.ANY else fn
 
     def _lit(self, node: Lit) -> Fn:
-        return _const(node.value)
+        return const(node.value)
 
     def _name(self, node: Name) -> Fn:
         return operator.itemgetter(node.name)
@@ -322,7 +265,7 @@ class _Builder:
             return and2
 
         if len(fns) == 3:
-            return _logic3(stop, *fns)
+            return logic3(stop, *fns)
 
         def chain(ctx: Any) -> Any:
             unknown = False
@@ -341,7 +284,7 @@ class _Builder:
         steps = tuple((op, self.guarded_number(o)) for op, _, o in node.rest)
         if len(steps) == 1:
             op, second = steps[0]
-            return _binary_arith(op, first, second)
+            return binary_arith(op, first, second)
 
         def arith(ctx: Any) -> Any:
             acc = first(ctx)
@@ -369,10 +312,10 @@ class _Builder:
     def _compare(self, node: Compare) -> Fn:
         loose = Kind.ANY in (self.kind(node.left), self.kind(node.right))
         if not loose and isinstance(node.left, Name) and isinstance(node.right, Lit):
-            return _field_vs_const(node.left.name, node.op, node.right.value)
+            return field_vs_const(node.left.name, node.op, node.right.value)
         if not loose and isinstance(node.right, Name) and isinstance(node.left, Lit):
-            return _field_vs_const(node.right.name, _FLIP[node.op], node.left.value)
-        fl, fr, op = self.build(node.left), self.build(node.right), _OPS[node.op]
+            return field_vs_const(node.right.name, FLIP[node.op], node.left.value)
+        fl, fr, op = self.build(node.left), self.build(node.right), OPS[node.op]
         if not loose:
             def compare(ctx: Any) -> Any:
                 a = fl(ctx)
@@ -391,8 +334,8 @@ class _Builder:
             b = fr(ctx)
             if b is None:
                 return None
-            kind = _RUNTIME_KIND.get(type(a))
-            if kind is None or kind is not _RUNTIME_KIND.get(type(b)) or ordering and kind is Kind.BOOL:
+            kind = RUNTIME_KIND.get(type(a))
+            if kind is None or kind is not RUNTIME_KIND.get(type(b)) or ordering and kind is Kind.BOOL:
                 return None
             return op(a, b)
 
@@ -409,7 +352,7 @@ class _Builder:
                 v = fl(ctx)
                 if v is None:
                     return None
-                kind = _RUNTIME_KIND.get(type(v))
+                kind = RUNTIME_KIND.get(type(v))
                 if kind is None or item_kind is not None and kind is not item_kind:
                     return None
                 return (v in items) is not negated
@@ -446,7 +389,7 @@ class _Builder:
         if all(isinstance(a, Lit) for a in node.args):
             consts = tuple(a.value for a in node.args)  # type: ignore[union-attr]
             if None in consts:
-                return _const(None)
+                return const(None)
             if len(consts) == 1:
                 (c,) = consts
                 return lambda ctx: impl(ctx, c)
@@ -489,65 +432,3 @@ class _Builder:
         return extreme
 
 
-def _logic3(stop: bool, fa: Fn, fb: Fn, fc: Fn) -> Fn:
-    """Three operands unrolled: the loop costs about a third more."""
-    if stop:
-        def or3(ctx: Any) -> Any:
-            a = fa(ctx)
-            if a is True:
-                return True
-            b = fb(ctx)
-            if b is True:
-                return True
-            c = fc(ctx)
-            if c is True:
-                return True
-            return None if a is None or b is None or c is None else False
-
-        return or3
-
-    def and3(ctx: Any) -> Any:
-        a = fa(ctx)
-        if a is False:
-            return False
-        b = fb(ctx)
-        if b is False:
-            return False
-        c = fc(ctx)
-        if c is False:
-            return False
-        return None if a is None or b is None or c is None else True
-
-    return and3
-
-
-def _binary_arith(op: str, fa: Fn, fb: Fn) -> Fn:
-    if op == "/":
-        def div(ctx: Any) -> Any:
-            a = fa(ctx)
-            if a is None:
-                return None
-            b = fb(ctx)
-            if b is None or b == 0:
-                return None
-            try:
-                return a / b
-            except (ArithmeticError, ValueError):
-                return None
-
-        return div
-    fn = {"+": operator.add, "-": operator.sub, "*": operator.mul}[op]
-
-    def arith2(ctx: Any) -> Any:
-        a = fa(ctx)
-        if a is None:
-            return None
-        b = fb(ctx)
-        if b is None:
-            return None
-        try:
-            return fn(a, b)
-        except (ArithmeticError, ValueError):
-            return None
-
-    return arith2
