@@ -42,6 +42,8 @@ MODULES: tuple[str, ...] = (
     "microseg.segments.timeline",
     "microseg.segments.state",
     "microseg.segments.step",
+    "microseg.segments.pipeline",
+    "microseg.segments.language.closures",
     "microseg.segments.language.compiler",
 )
 """The modules compiled by ``setup.py`` (read from here, so the list lives in one place)."""

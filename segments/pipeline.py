@@ -94,11 +94,6 @@ class Batch:
     (the text before the first colon).
     """
 
-    __slots__ = (
-        "changes", "messages", "suppressed", "dead_letters", "source_ms", "source_t", "moves",
-        "states", "encoded", "loaded", "types", "rejected", "duplicates", "after_erasure",
-    )
-
     def __init__(self) -> None:
         self.changes: list[dict[str, Any]] = []
         self.messages: list[dict[str, Any]] = []
