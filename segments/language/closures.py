@@ -12,7 +12,7 @@ from typing import Any
 
 from microseg.segments.fields import Kind
 
-__all__ = ["Fn", "OPS", "FLIP", "RUNTIME_KIND", "const", "as_bool", "as_number", "field_vs_const", "logic3", "binary_arith"]
+__all__ = ["Fn", "OPS", "FLIP", "RUNTIME_KIND", "const", "as_bool", "as_number", "field_vs_const", "logic2", "logic3", "binary_arith"]
 
 Fn = Callable[[Any], Any]
 """A compiled expression: evaluation context (``DnaView``) -> value."""
@@ -83,6 +83,32 @@ def field_vs_const(name: str, op: str, c: Any) -> Fn:
             v = ctx[name]
             return None if v is None else v >= c
     return f
+
+
+def logic2(stop: bool, fa: Fn, fb: Fn) -> Fn:
+    """``a or b`` (``stop`` True) or ``a and b`` with three-valued logic: null unless decided."""
+    if stop:
+        def or2(ctx: Any) -> Any:
+            a = fa(ctx)
+            if a is True:
+                return True
+            b = fb(ctx)
+            if b is True:
+                return True
+            return None if a is None or b is None else False
+
+        return or2
+
+    def and2(ctx: Any) -> Any:
+        a = fa(ctx)
+        if a is False:
+            return False
+        b = fb(ctx)
+        if b is False:
+            return False
+        return None if a is None or b is None else True
+
+    return and2
 
 
 def logic3(stop: bool, fa: Fn, fb: Fn, fc: Fn) -> Fn:

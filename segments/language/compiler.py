@@ -25,6 +25,7 @@ from microseg.segments.language.closures import (
     binary_arith,
     const,
     field_vs_const,
+    logic2,
     logic3,
 )
 from microseg.segments.language.errors import Problem, RuleError
@@ -240,30 +241,7 @@ class _Builder:
         fns = tuple(self.guarded_bool(o) for o in node.operands)
         stop = node.op == "or"
         if len(fns) == 2:
-            fa, fb = fns
-            if stop:
-                def or2(ctx: Any) -> Any:
-                    a = fa(ctx)
-                    if a is True:
-                        return True
-                    b = fb(ctx)
-                    if b is True:
-                        return True
-                    return None if a is None or b is None else False
-
-                return or2
-
-            def and2(ctx: Any) -> Any:
-                a = fa(ctx)
-                if a is False:
-                    return False
-                b = fb(ctx)
-                if b is False:
-                    return False
-                return None if a is None or b is None else True
-
-            return and2
-
+            return logic2(stop, *fns)
         if len(fns) == 3:
             return logic3(stop, *fns)
 
