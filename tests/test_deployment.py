@@ -412,6 +412,7 @@ def test_dockerfile_builds_a_non_root_worker_image() -> None:
 
     checks = dockerfile_instructions("HEALTHCHECK")
     assert checks and "/health" in checks[-1] and "urllib" in checks[-1], "HEALTHCHECK through /health with Python's urllib"
+    assert "/health/ready" not in checks[-1], "the container healthcheck is liveness: a worker waiting for its broker is not restarted"
     assert "curl" not in checks[-1] and "wget" not in checks[-1], "python:3.11-slim has neither curl nor wget"
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
@@ -556,7 +557,7 @@ def test_operations_doc_lists_every_setting_with_its_default() -> None:
 
 def test_operations_doc_covers_endpoints_and_links() -> None:
     text = OPERATIONS_DOC.read_text(encoding="utf-8")
-    for needle in ("/metrics", "/health", "/segments", "GET /customers/{id}", "DELETE /customers/{id}", "Authorization: Bearer"):
+    for needle in ("/metrics", "/health", "GET /health/ready", "/segments", "GET /customers/{id}", "DELETE /customers/{id}", "Authorization: Bearer"):
         assert needle in text, f"docs/operations.md should mention {needle}"
     for target in re.findall(r"\]\(((?!https?:)[^)#\s]+)", text):
         assert (OPERATIONS_DOC.parent / target).exists(), f"docs/operations.md links to a missing file: {target}"

@@ -22,6 +22,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from microseg.engine.worker.consumer import consume_forever
+from microseg.engine.worker.health import probe_broker_forever
 from microseg.engine.worker.runtime import Runtime
 from microseg.engine.settings import Settings
 
@@ -50,12 +51,36 @@ class ShellApp(faust.App):
 
     input_consumer: Any = None
     runtime: Any = None
+    broker_probe: Any = None
+    embedded_broker: Any = None
     _input_task: asyncio.Task[None] | None = None
+    _side_tasks: list[asyncio.Task[None]]
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
+        self._side_tasks = []
         if self.input_consumer is not None:
             self._input_task = asyncio.ensure_future(self._run_input())
+        if self.broker_probe is not None:
+            self._side_tasks.append(asyncio.ensure_future(self.broker_probe()))
+        if self.embedded_broker is not None:
+            self._side_tasks.append(asyncio.ensure_future(self._watch_embedded_broker()))
+
+    async def _watch_embedded_broker(self) -> None:
+        """The embedded broker lives and dies with this worker: if it dies first, so does the worker,
+        at once and with exit code 2, instead of retrying a broker that will never come back. Its
+        topics (changelog included) were in its memory, so there is nothing left to flush."""
+        broker = self.embedded_broker
+        while True:
+            await asyncio.sleep(0.5)
+            code = broker.exited()
+            if code is not None:
+                break
+        log.error("the embedded broker (pid %s) exited with code %s; its topics are gone, so the worker stops (exit code 2)", broker.pid, code)
+        with contextlib.suppress(Exception):
+            broker.stop()
+        logging.shutdown()
+        os._exit(2)
 
     async def _run_input(self) -> None:
         try:
@@ -66,6 +91,8 @@ class ShellApp(faust.App):
             await self.crash(exc)
 
     async def on_stop(self) -> None:
+        for task in getattr(self, "_side_tasks", []):
+            task.cancel()
         if self._input_task is not None:
             self._input_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -78,7 +105,7 @@ class ShellApp(faust.App):
         await super().on_stop()
 
 
-def build_app(settings: Settings, bootstrap: str, runtime: Runtime) -> faust.App:
+def build_app(settings: Settings, bootstrap: str, runtime: Runtime, *, embedded_broker: Any = None) -> faust.App:
     """A Faust app bound to ``runtime``; nothing here keeps state of its own.
 
     The app's own consumer group is private to this process, so that every worker reads the
@@ -111,6 +138,8 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime) -> faust.App
     )
     app.input_consumer = lambda: consume_forever(settings, bootstrap, runtime)  # type: ignore[attr-defined]
     app.runtime = runtime  # type: ignore[attr-defined]
+    app.broker_probe = lambda: probe_broker_forever(runtime.health, bootstrap, plaintext=settings.security_protocol == "PLAINTEXT")  # type: ignore[attr-defined]
+    app.embedded_broker = embedded_broker  # type: ignore[attr-defined]
 
     if settings.ticks:
 
@@ -134,8 +163,9 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime) -> faust.App
     async def _rules(stream: Any) -> None:
         from microseg.engine.worker.rules_topic import apply_published
 
-        async for values in stream.take(1000, within=1.0):
-            await apply_published(values[-1], runtime)
+        async for events in stream.take_events(1000, within=1.0):
+            await apply_published(events[-1].value, runtime)
+            runtime.health.rules_read = max(runtime.health.rules_read, events[-1].message.offset + 1)
 
     _add_pages(app, settings, runtime)
     return app
@@ -164,6 +194,11 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 "batches": runtime.batches,
             }
         )
+
+    @app.page("/health/ready")
+    async def ready(web: Any, request: Request) -> Response:
+        ok, body = runtime.readiness()
+        return web.json(body, status=200 if ok else 503)
 
     @app.page("/segments")
     async def segments(web: Any, request: Request) -> Response:

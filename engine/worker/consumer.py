@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -31,13 +32,25 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.topic = topic
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.runtime.health.joined = False
         await self.runtime.on_revoked([tp.partition for tp in revoked if tp.topic == self.topic])
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         partitions = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
         log.info("assigned input partitions %s", partitions)
         await self.runtime.on_assigned(partitions)
+        self.runtime.health.joined = True
         await self.runtime.prepare(partitions)
+
+
+async def _rules_end(consumer: Any, topic: str) -> int | None:
+    """The rules topic's end offset now (what the rules agent must read before the worker is ready)."""
+    try:
+        ends = await asyncio.wait_for(consumer.end_offsets([TopicPartition(topic, 0)]), timeout=10)
+    except (KafkaError, asyncio.TimeoutError) as exc:
+        log.warning("cannot read the end of the rules topic %s (%s); readiness waits for it", topic, exc)
+        return None
+    return int(ends.get(TopicPartition(topic, 0), 0))
 
 
 async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, *, ready: asyncio.Event | None = None) -> None:
@@ -48,6 +61,8 @@ async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, 
     await runtime.start()
     await consumer.start()
     runtime.highwater = lambda partition: consumer.highwater(TopicPartition(topic, partition))
+    runtime.health.rules_end = await _rules_end(consumer, settings.rules_topic)
+    retry_rules_end = time.monotonic() + 5
 
     async def commit(offsets: dict[int, int]) -> None:
         try:
@@ -59,6 +74,9 @@ async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, 
         ready.set()
     try:
         while True:
+            if runtime.health.rules_end is None and time.monotonic() > retry_rules_end:
+                runtime.health.rules_end = await _rules_end(consumer, settings.rules_topic)
+                retry_rules_end = time.monotonic() + 5
             try:
                 batches = await consumer.getmany(timeout_ms=int(settings.batch_within_s * 1000), max_records=settings.max_batch)
             except KafkaError as exc:

@@ -6,18 +6,20 @@ import logging
 import os
 from pathlib import Path
 
-from microseg.errors import MicrosegError
 from microseg.engine.kafka.broker import broker_for
 from microseg.engine.settings import Settings
 from microseg.engine.startup import load_predictive_model, load_ruleset, quiet_loggers, tune_gc
+from microseg.engine.worker.logs import install_repeat_filter
 
 __all__ = ["run_worker"]
 
 log = logging.getLogger("microseg.worker")
 
 
-def run_worker(settings: Settings) -> None:
-    """Run until interrupted; with no broker configured, an embedded one lives as long as the worker."""
+def run_worker(settings: Settings) -> int:
+    """Run until interrupted (returns 0); with no broker configured, an embedded one lives as long as
+    the worker. Raises ``MicrosegError`` (one line, the command exits 2) when the broker cannot be
+    reached at start, the topics do not fit, or the embedded broker dies under the worker."""
     import faust
 
     from microseg.engine.worker.app import build_app
@@ -27,6 +29,7 @@ def run_worker(settings: Settings) -> None:
     from microseg.engine.worker.delivery import KafkaSink
 
     quiet_loggers(logging.DEBUG if os.environ.get("MICROSEG_DEBUG") else logging.INFO)
+    install_repeat_filter(10.0)
     ruleset = load_ruleset(settings)
     model = load_predictive_model(settings)
     tune_gc()
@@ -48,12 +51,10 @@ def run_worker(settings: Settings) -> None:
             producer=producer,
         )
         runtime = Runtime(settings, store, KafkaSink(producer, settings), ruleset, model)
-        app = build_app(settings, endpoint.bootstrap, runtime)
+        app = build_app(settings, endpoint.bootstrap, runtime, embedded_broker=endpoint.broker)
         worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False, override_logging=False)
         try:
             worker.execute_from_commandline()
-        except SystemExit:
-            pass
-        except MicrosegError as exc:
-            log.error("%s", exc)
-            raise
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0

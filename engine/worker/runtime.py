@@ -31,6 +31,7 @@ from microseg.segments.pipeline import Batch, InputRecord
 from microseg.engine.settings import Settings
 from microseg.engine.state.base import DnaStore
 from microseg.engine.worker.delivery import OutputSink
+from microseg.engine.worker.health import Health
 from microseg.engine.worker.metrics import Metrics, observe_many
 from microseg.engine.worker.tasks import PartitionTasks
 
@@ -69,6 +70,8 @@ class Runtime:
         self.started = time.time()
         self.batches = 0
         self.highwater: Callable[[int], int | None] = lambda partition: None
+        self.health = Health()
+        """Readiness conditions (``/health/ready``), set by the consumer, the rules agent and the broker probe."""
         self._partitioner = DefaultPartitioner()
         self.metrics.rules_version.labels(version=ruleset.version).set(1)
 
@@ -131,6 +134,10 @@ class Runtime:
         async with self.lock:
             self.assigned.update(partitions)
             self.metrics.partitions.set(len(self.assigned))
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, body) for ``/health/ready``: see ``engine.worker.health``."""
+        return self.health.readiness(self.assigned, self.ready)
 
     async def on_revoked(self, partitions: Iterable[int]) -> None:
         async with self.lock:
