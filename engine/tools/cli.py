@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from microseg.engine.startup import packaged_rules_dir
 from microseg.engine.tools.fit import fit_command
 from microseg.engine.tools.simulator import simulate_command
 
@@ -25,12 +26,6 @@ def _root() -> None:
 
 app.command("simulate")(simulate_command)
 app.command("fit")(fit_command)
-
-
-def packaged_rules_dir() -> Path:
-    import microseg.rules
-
-    return Path(microseg.rules.__file__).parent
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -266,10 +261,11 @@ def rules_preview(
 def schema_command(
     out: Annotated[Optional[Path], typer.Option("--out", file_okay=False, help="Write the JSON Schema files here.")] = None,
 ) -> None:
-    """Export JSON Schema for every input and output record."""
+    """Export JSON Schema for every input and output record, and for a customer's DNA."""
     from microseg.schemas.export import SCHEMA_DIR, write_schemas
+    from microseg.segments.builtin_fields import BUILTINS
 
-    for path in write_schemas(out or SCHEMA_DIR):
+    for path in write_schemas(out or SCHEMA_DIR, dna=BUILTINS.json_schema()):
         typer.echo(str(path))
 
 
