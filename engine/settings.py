@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
     api_token: SecretStr | None = None
+    erasure_secret: SecretStr | None = Field(
+        None, description="key of the hash under which erased customers' marks are stored; same on every worker, never changed"
+    )
 
     input_topic: str = "customer-events"
     changes_topic: str = "segment-changes"
@@ -97,6 +100,27 @@ class Settings(BaseSettings):
         except ConfigError as exc:
             raise ValueError(str(exc)) from exc
         return value.strip()
+
+    @field_validator("erasure_secret")
+    @classmethod
+    def _check_erasure_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("at least 16 characters (e.g. openssl rand -hex 32)")
+        return value
+
+    @property
+    def erasure_secret_needed(self) -> bool:
+        """True when the worker must have ``erasure_secret``: its state outlives it on a real broker.
+        Not with the embedded broker (its own, or another process's: ``fix_end_offsets=True``), whose
+        topics live in memory: demos, tests and benchmarks."""
+        return self.broker is not None and self.fix_end_offsets is not True and self.erasure_secret is None
+
+    def erasure_key_bytes(self) -> bytes:
+        """The HMAC key of erased marks: the secret, or, where it may be left unset (above), a fixed
+        development key derived from the group id, which is no secret at all."""
+        if self.erasure_secret is not None:
+            return self.erasure_secret.get_secret_value().encode()
+        return f"microseg-development-erasure-key:{self.group_id}".encode()
 
     @property
     def embedded(self) -> bool:

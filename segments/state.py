@@ -11,11 +11,16 @@ recent event ids packed, below). A state of an older format is upgraded one vers
 by ``MIGRATIONS`` before it is read; a newer one is refused (``StateFormatError``). To change the
 layout: bump ``FORMAT``, add ``MIGRATIONS[old]`` turning an old raw list into the new one, and
 keep ``tests/fixtures/state_v1`` decoding (``tests/segments/test_state_format.py``).
+
+Formats: 1, the first; 2 (``MIGRATIONS[1]``) adds the instant of each "last" value (last
+channel, timezone, declared preferred channel, attributes) and keeps consent as signed instants,
+so those values are the newest by event time (docs/dna.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hmac
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
@@ -23,14 +28,18 @@ import msgpack
 
 from microseg.errors import MicrosegError
 from microseg.segments.dna import Dna
+from microseg.segments.dna_record import LEGACY_T
 from microseg.segments.windows import METRICS, Windows
 
-__all__ = ["CustomerState", "encode", "decode", "upgrade", "StateFormatError", "FORMAT", "DNA_LAYOUT", "MIGRATIONS"]
+__all__ = [
+    "CustomerState", "encode", "decode", "upgrade", "StateFormatError", "FORMAT", "DNA_LAYOUT", "DNA_LAYOUT_V1", "MIGRATIONS",
+    "ERASED_PREFIX", "erasure_key", "erasure_writes",
+]
 
-FORMAT: Final = 1
+FORMAT: Final = 2
 """The format ``encode`` writes, first element of the list."""
 
-DNA_LAYOUT: Final = (
+DNA_LAYOUT_V1: Final = (
     "first_seen", "last_seen", "last_activity", "acquired", "first_purchase", "last_purchase",
     "purchases_total", "purchase_days", "gross_cents", "first_day_cents", "refunded_cents",
     "windows", "session_start", "session_views", "cart_at", "cart_value", "affinity_at",
@@ -38,16 +47,74 @@ DNA_LAYOUT: Final = (
     "campaigns", "last_message", "voice", "open_support", "reviews", "referrals", "timezone",
     "preferred_channel", "attributes", "recent_ids",
 )
+"""The DNA's positions in format 1 (``consent`` as ``{channel: granted}``, ``unsubscribed`` a
+list of channels, ``attributes`` bare values)."""
+
+DNA_LAYOUT: Final = DNA_LAYOUT_V1 + ("last_channel_at", "timezone_at", "preferred_channel_at", "attributes_at")
 """The DNA's positions in the current format: stated here, not taken from the ``Dna`` class, so
 that adding, removing or reordering a ``Dna`` field cannot silently shift stored states. A field
 added or removed needs a new format and its migration (a test holds the names to the class); a
 mere reordering of the class is read by name, a little slower, until the layout follows it in a
 new format."""
 
-MIGRATIONS: dict[int, Callable[[list[Any]], list[Any]]] = {}
+def _v1_to_v2(raw: list[Any]) -> list[Any]:
+    """Format 1 -> 2: the "last" values get the instant ``LEGACY_T`` (1970-01-01T00:00:01Z,
+    before any event can be), so any event processed after the upgrade overrides them, as it did
+    in format 1. Consent becomes signed instants (``+LEGACY_T`` granted, ``-LEGACY_T`` revoked or
+    unsubscribed), the unsubscribed channels ``{channel: +LEGACY_T}``; attributes stay bare
+    values, all set at ``attributes_at = LEGACY_T``."""
+    old = raw[1]
+    if not isinstance(old, list) or len(old) != len(DNA_LAYOUT_V1):
+        return [2, *raw[1:]]  # not a format-1 DNA: decode says so
+    dna = dict(zip(DNA_LAYOUT_V1, old))
+    unsubscribed = list(dna["unsubscribed"] or [])
+    consent: dict[str, float] = {}
+    for channel, granted in (dna["consent"] or {}).items():
+        consent[channel] = LEGACY_T if granted and channel not in unsubscribed else -LEGACY_T
+    for channel in unsubscribed:
+        consent[channel] = -LEGACY_T
+    dna["consent"] = consent
+    dna["unsubscribed"] = {channel: LEGACY_T for channel in unsubscribed}
+    dna["last_channel_at"] = None if dna["last_channel"] is None else LEGACY_T
+    dna["timezone_at"] = None if dna["timezone"] is None else LEGACY_T
+    dna["preferred_channel_at"] = None if dna["preferred_channel"] is None else LEGACY_T
+    dna["attributes_at"] = LEGACY_T if dna["attributes"] else None
+    return [2, [dna[name] for name in DNA_LAYOUT], *raw[2:]]
+
+
+MIGRATIONS: dict[int, Callable[[list[Any]], list[Any]]] = {1: _v1_to_v2}
 """``MIGRATIONS[v]`` turns the raw list of a format-``v`` state into a format-``v + 1`` one
 (first element included). Pure functions of the list; never removed while that format may
 still be stored."""
+
+
+ERASED_PREFIX: Final = "\x00erased:"
+"""Store keys of erased marks. A key that begins with NUL is never a customer id (ids come from
+JSON text and hosts skip such keys when they list customers)."""
+
+
+def erasure_key(secret: bytes, customer_id: str) -> str:
+    """Where an erased customer's mark is stored: a keyed hash of the id (HMAC-SHA256 with the
+    deployment's erasure secret, 128 bits in hex), never the id. Whoever holds the id and the
+    secret finds the mark again; the stored key alone does not give the id back, even for ids as
+    guessable as ``c-000042``, without the secret."""
+    return ERASED_PREFIX + hmac.digest(secret, customer_id.encode(), "sha256")[:16].hex()
+
+
+def erasure_writes(
+    encoded: Mapping[str, bytes], states: Mapping[str, CustomerState], key: Callable[[str], str]
+) -> Mapping[str, bytes | None]:
+    """The store writes for a batch's ``encoded`` states: an erased customer's own key is deleted
+    (a tombstone in the changelog) and its mark goes under ``key(customer_id)`` instead. ``encoded``
+    itself when nobody in it was erased (the common case costs one flag test per customer)."""
+    writes: dict[str, bytes | None] | None = None
+    for customer_id, data in encoded.items():
+        if states[customer_id].erased:
+            if writes is None:
+                writes = dict(encoded)
+            writes[customer_id] = None
+            writes[key(customer_id)] = data
+    return encoded if writes is None else writes
 
 
 class StateFormatError(MicrosegError):
@@ -224,7 +291,7 @@ def upgrade(raw: list[Any], migrations: dict[int, Callable[[list[Any]], list[Any
 
 def _read(raw: list[Any]) -> CustomerState:
     """A current-format list as a state. Format 1 states written before ``erased`` and ``held``
-    were kept end after ``offset``: they read as not erased, nothing held."""
+    were kept end after ``offset`` (and still do, migrated): they read as not erased, nothing held."""
     _, dna_values, segments, code, version, evaluated_at, wake, sends, last_sent, offset, *rest = raw
     if len(dna_values) != len(DNA_LAYOUT):
         raise ValueError(f"{len(dna_values)} DNA values for {len(DNA_LAYOUT)} fields")

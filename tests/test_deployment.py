@@ -35,8 +35,8 @@ OPERATIONS_DOC = ROOT / "docs" / "operations.md"
 
 PREFIX = "MICROSEG_"
 SETTINGS_ENV = {PREFIX + name.upper(): name for name in Settings.model_fields}
-# What the stack would be started with: the one variable the compose file requires from the shell.
-SHELL_ENV = {"MICROSEG_API_TOKEN": "test-token-0123456789"}
+# What the stack would be started with: the variables the compose file requires from the shell.
+SHELL_ENV = {"MICROSEG_API_TOKEN": "test-token-0123456789", "MICROSEG_ERASURE_SECRET": "test-erasure-secret-0123456789"}
 
 
 @pytest.fixture(autouse=True)
@@ -257,6 +257,8 @@ def test_worker_environment_parses_as_settings(name: str, monkeypatch: pytest.Mo
     assert settings.idempotent_producer is True, "real Kafka supports the idempotent producer"
     assert settings.fix_end_offsets is not True, "the ListOffsets workaround is for the embedded broker only"
     assert settings.api_token is not None and settings.api_token.get_secret_value() == SHELL_ENV["MICROSEG_API_TOKEN"]
+    assert settings.erasure_secret is not None and settings.erasure_secret.get_secret_value() == SHELL_ENV["MICROSEG_ERASURE_SECRET"]
+    assert not settings.erasure_secret_needed, "a worker on Kafka refuses to start without the erasure secret"
     assert settings.partitions >= len(worker_services()), "fewer partitions than workers leaves workers idle"
 
     # The container reads the same values from its environment (image ENV first, compose on top).

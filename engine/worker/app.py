@@ -218,5 +218,14 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         async def delete(self, request: Request, customer_id: str) -> Response:
             if not _authorised(settings, request):
                 return self.json({"error": "missing or wrong bearer token"}, status=401)
+            status, partition = runtime.erasure_status(customer_id)
+            if status == "not_owned":
+                return self.json({"error": f"partition {partition} is not owned by this worker", "partition": partition}, status=409)
+            if status == "recovering":
+                return self.json({"error": f"partition {partition} is being recovered; try again", "partition": partition}, status=503)
+            if status == "unknown":
+                return self.json({"error": f"customer {customer_id!r} is not known", "customer_id": customer_id, "status": "unknown"}, status=404)
+            if status == "erased":
+                return self.json({"error": f"customer {customer_id!r} is already erased", "customer_id": customer_id, "status": "erased"}, status=410)
             event_id = await runtime.request_erasure(customer_id)
             return self.json({"customer_id": customer_id, "erasure_event": event_id, "status": "accepted"}, status=202)

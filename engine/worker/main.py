@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from microseg.engine.kafka.broker import broker_for
+from microseg.errors import ConfigError
 from microseg.engine.settings import Settings
 from microseg.engine.startup import load_predictive_model, load_ruleset, quiet_loggers, tune_gc
 from microseg.engine.worker.logs import install_repeat_filter
@@ -28,6 +29,11 @@ def run_worker(settings: Settings) -> int:
     from microseg.engine.state.rocksdb import RocksChangelogStore
     from microseg.engine.worker.delivery import KafkaSink
 
+    if settings.erasure_secret_needed:
+        raise ConfigError(
+            "MICROSEG_ERASURE_SECRET is required with a configured broker: the key under which erased customers "
+            "are remembered (at least 16 characters, e.g. openssl rand -hex 32; the same on every worker, never changed)"
+        )
     quiet_loggers(logging.DEBUG if os.environ.get("MICROSEG_DEBUG") else logging.INFO)
     install_repeat_filter(10.0)
     ruleset = load_ruleset(settings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -23,7 +24,7 @@ from microseg.segments.evaluate import CODE_SEPARATOR
 from microseg.segments.predictive import PredictiveModel
 from microseg.segments.step import Core
 from microseg.segments.ruleset import RuleSet
-from microseg.segments.state import StateFormatError, decode
+from microseg.segments.state import StateFormatError, decode, erasure_key
 from microseg.segments.view import iso
 
 from microseg.segments.pipeline import Batch, InputRecord
@@ -62,6 +63,9 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.tasks = PartitionTasks(Core(ruleset, model), store, input_topic=settings.input_topic)
+        self.erased_key: Callable[[str], str] = functools.partial(erasure_key, settings.erasure_key_bytes())
+        """Where a customer's erased mark is stored (a keyed hash of the id, ``segments.state``)."""
+        self.tasks.erased_key = self.erased_key  # type: ignore[attr-defined]
         self.lock = asyncio.Lock()
         self.assigned: set[int] = set()
         self.ready: set[int] = set()
@@ -90,6 +94,23 @@ class Runtime:
                 await self.store.stop()
                 await self.sink.stop()
                 self._started = False
+
+    def erasure_status(self, customer_id: str) -> tuple[str, int]:
+        """What this worker knows of a customer, for ``DELETE /customers/{id}``, with its partition:
+        ``known`` (stored here, not erased), ``erased`` (its mark is here), ``unknown`` (neither),
+        ``recovering`` (the partition is assigned here and not recovered yet) or ``not_owned``."""
+        partition = self.partition_of(customer_id)
+        if partition not in self.ready:
+            return ("recovering" if partition in self.assigned else "not_owned"), partition
+        found = self.store.get_many(partition, [customer_id, self.erased_key(customer_id)])
+        raw = found.get(customer_id)
+        if raw is not None:
+            try:
+                erased = decode(raw).erased  # a mark from before marks were keyed by hash
+            except StateFormatError:
+                erased = False
+            return ("erased" if erased else "known"), partition
+        return ("erased" if found else "unknown"), partition
 
     async def request_erasure(self, customer_id: str) -> str:
         """Queue an ``erasure_requested`` event so the owning worker forgets the customer in order."""

@@ -145,9 +145,33 @@ def test_running_worker_ticks_explains_measures_publishes_and_erases(
     _until(lambda: "microseg_rule_errors_total 1.0" in _request(worker.port, "/metrics", token=None)[1])
     assert _request(worker.port, "/health")[1]["rules_version"] == version
 
-    # GDPR erasure through the API: exits emitted, state gone
+    # GDPR erasure through the API: an unknown id is said to be unknown (nothing queued, nothing blocked)
+    assert _request(worker.port, "/customers/nobody", method="DELETE") == (404, {"error": "customer 'nobody' is not known", "customer_id": "nobody", "status": "unknown"})
+    assert _request(worker.port, "/customers/cust-b", method="DELETE", token=None)[0] == 401
+    # a known one: exits emitted, state gone
     status, accepted = _request(worker.port, "/customers/cust-b", method="DELETE")
     assert status == 202
     erasure = accepted["erasure_event"]
     consume(broker, settings.changes_topic, until=lambda got: any(c["cause"] == erasure and c["segment"] == "everyone" and c["change"] == "exited" for c in got))
     assert _until(lambda: _request(worker.port, "/customers/cust-b")[0] == 404)
+    # events after the erasure are dropped: the customer stays forgotten
+    _send(broker, settings.input_topic, [{"event_id": "b2", "customer_id": "cust-b", "type": "purchase", "ts": iso(time.time()), "channel": "app", "props": {"order_id": "o2", "amount": 5.0}}])
+    _until(lambda: "microseg_events_after_erasure_total 1.0" in _request(worker.port, "/metrics", token=None)[1])
+    assert _request(worker.port, "/customers/cust-b")[0] == 404
+    assert _request(worker.port, "/customers/cust-b", method="DELETE")[0] == 410, "already erased"
+    from microseg.engine.worker.tasks import PartitionTasks
+
+    if hasattr(PartitionTasks, "erased_key"):  # marks keyed by hash (tasks.py): the changelog keeps no value under the id
+        last = _changelog(broker, settings.changelog_topic)
+        assert last.get(b"cust-b", b"gone") is None, "a tombstone under the id"
+        assert not any(b"cust-b" in key for key, value in last.items() if value is not None)
+
+
+def _changelog(broker: str, topic: str) -> dict[bytes, bytes | None]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
+    try:
+        return {message.key: message.value for message in consumer}
+    finally:
+        consumer.close()
