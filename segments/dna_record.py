@@ -6,10 +6,15 @@ field declarations (``segments.builtin_fields``), so the record only changes whe
 folded in (``segments.dna.fold``). Its bounds keep a customer's state small whatever the event
 rate: ``MAX_CATEGORIES`` affinity scores, ``MAX_CHANNELS`` channels, ``MAX_ATTRIBUTES`` profile
 attributes, the last ``RECENT_IDS`` event-id hashes.
+
+The "last" values (consent, timezone, declared preferred channel, last channel, attributes) are
+the newest *by event time*, whatever the order events are processed in: each keeps the instant
+of the event that set it (``newer``), and an older event arriving late does not override it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +27,11 @@ __all__ = [
     "most_used_channel",
     "bounded_put",
     "newest_put",
+    "newer",
+    "tie_key",
+    "attribute_value",
     "instant",
+    "LEGACY_T",
     "FIRST_SEEN",
     "LAST_ACTIVITY",
     "LAST_PURCHASE",
@@ -43,6 +52,11 @@ MAX_CATEGORIES = 12
 MAX_CHANNELS = 16
 MAX_ATTRIBUTES = 32
 RECENT_IDS = 16
+
+LEGACY_T = 1.0
+"""The instant given to the "last" values of states stored before they kept one (format 1):
+1970-01-01T00:00:01Z, older than any event can be (1990), so any later event overrides them,
+as it did when they were stored."""
 
 FIRST_SEEN, LAST_ACTIVITY, LAST_PURCHASE, LAST_MESSAGE, FIRST_PURCHASE = range(5)
 """The record's instants a field can count days from (``instant``)."""
@@ -73,8 +87,8 @@ class Dna:
     channel_days: dict[str, int]
     channel_uses: dict[str, int]
     last_channel: str | None
-    consent: dict[str, bool]
-    unsubscribed: list[str]
+    consent: dict[str, float]
+    unsubscribed: dict[str, float]
     campaigns: dict[str, list[int]]
     last_message: float | None
     voice: dict[str, list[float]]
@@ -85,6 +99,10 @@ class Dna:
     preferred_channel: str | None
     attributes: dict[str, Any]
     recent_ids: list[int]
+    last_channel_at: float | None
+    timezone_at: float | None
+    preferred_channel_at: float | None
+    attributes_at: float | None
 
     def __init__(
         self,
@@ -109,8 +127,8 @@ class Dna:
         channel_days: dict[str, int] | None = None,
         channel_uses: dict[str, int] | None = None,
         last_channel: str | None = None,
-        consent: dict[str, bool] | None = None,
-        unsubscribed: list[str] | None = None,
+        consent: dict[str, float] | None = None,
+        unsubscribed: dict[str, float] | None = None,
         campaigns: dict[str, list[int]] | None = None,
         last_message: float | None = None,
         voice: dict[str, list[float]] | None = None,
@@ -121,6 +139,10 @@ class Dna:
         preferred_channel: str | None = None,
         attributes: dict[str, Any] | None = None,
         recent_ids: list[int] | None = None,
+        last_channel_at: float | None = None,
+        timezone_at: float | None = None,
+        preferred_channel_at: float | None = None,
+        attributes_at: float | None = None,
     ) -> None:
         """Written out rather than generated: a compiled ``__init__`` is several times faster."""
         self.first_seen = first_seen
@@ -145,7 +167,7 @@ class Dna:
         self.channel_uses = {} if channel_uses is None else channel_uses
         self.last_channel = last_channel
         self.consent = {} if consent is None else consent
-        self.unsubscribed = [] if unsubscribed is None else unsubscribed
+        self.unsubscribed = {} if unsubscribed is None else unsubscribed
         self.campaigns = {} if campaigns is None else campaigns
         self.last_message = last_message
         self.voice = {} if voice is None else voice
@@ -156,6 +178,10 @@ class Dna:
         self.preferred_channel = preferred_channel
         self.attributes = {} if attributes is None else attributes
         self.recent_ids = [] if recent_ids is None else recent_ids
+        self.last_channel_at = last_channel_at
+        self.timezone_at = timezone_at
+        self.preferred_channel_at = preferred_channel_at
+        self.attributes_at = attributes_at
 
     def shallow_copy(self) -> Dna:
         """Every field shared with ``self``: the fold then replaces what it writes."""
@@ -166,7 +192,8 @@ class Dna:
             self.cart_at, self.cart_value, self.affinity_at, self.affinity, self.channel_days,
             self.channel_uses, self.last_channel, self.consent, self.unsubscribed, self.campaigns,
             self.last_message, self.voice, self.open_support, self.reviews, self.referrals, self.timezone,
-            self.preferred_channel, self.attributes, self.recent_ids
+            self.preferred_channel, self.attributes, self.recent_ids,
+            self.last_channel_at, self.timezone_at, self.preferred_channel_at, self.attributes_at
         )
 
 
@@ -219,3 +246,33 @@ def newest_put(table: dict[str, Any], key: str, value: Any, limit: int) -> None:
     if len(table) >= limit:
         del table[next(iter(table))]
     table[key] = value
+
+
+def tie_key(value: Any) -> tuple[Any, ...]:
+    """The order that decides between two values set at the same event time (the smaller wins):
+    null, false, true, numbers (by value; an integer before an equal float, -0.0 before 0.0),
+    then text (alphabetically). A total order on everything a "last" value can hold, so the
+    winner never depends on the order the events were processed in."""
+    if value is None:
+        return (0, 0, 0)
+    if value is True or value is False:
+        return (1, int(value), 0)
+    if isinstance(value, int):
+        return (2, value, 0)
+    if isinstance(value, float):
+        return (2, value, 1 if math.copysign(1.0, value) < 0 else 2)
+    return (3, str(value), 0)
+
+
+def newer(t: float, value: Any, kept_t: float | None, kept: Any) -> bool:
+    """Whether a value set by an event at ``t`` replaces ``kept``, set at ``kept_t`` (None: nothing
+    kept): the newer event time wins; at the same time, the smaller ``tie_key``."""
+    if kept_t is None or t > kept_t:
+        return True
+    return t == kept_t and tie_key(value) < tie_key(kept)
+
+
+def attribute_value(stored: Any) -> Any:
+    """An attribute's value as stored: bare when set at ``attributes_at``, ``[value, t]`` when set
+    by an older event (attribute values are scalars, so a list is never a value)."""
+    return stored[0] if type(stored) is list else stored

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from microseg.schemas.events import EVENT_TYPES as WIRE_TYPES
 from microseg.schemas.events import PROPS_BY_TYPE, Event
@@ -29,8 +30,9 @@ from microseg.segments.dna_record import (
     MAX_CATEGORIES,
     MAX_CHANNELS,
     Dna,
+    attribute_value,
     bounded_put,
-    newest_put,
+    newer,
     to_cents,
 )
 
@@ -120,8 +122,9 @@ def use_channel(dna: Dna, event: Event) -> None:
         return
     if dna.last_channel is not None and channel != dna.last_channel and event.t >= dna.last_seen:
         dna.windows.add(event.t, w.SWITCHES)
-    if event.t >= dna.last_seen:
+    if newer(event.t, channel, dna.last_channel_at, dna.last_channel):
         dna.last_channel = channel
+        dna.last_channel_at = event.t
     day = w.day_of(event.t)
     if dna.channel_days.get(channel, -1) < day:
         bounded_put(dna.channel_days, channel, day, MAX_CHANNELS)
@@ -247,9 +250,7 @@ def _campaign_converted(dna: Dna, event: Event) -> None:
 
 
 def _campaign_unsubscribed(dna: Dna, event: Event) -> None:
-    channel = event.channel or "unknown"
-    if channel not in dna.unsubscribed:
-        dna.unsubscribed.append(channel)
+    _decide_consent(dna, event.channel or "unknown", event.t, UNSUBSCRIBE)
     _campaign_counts(dna, event)
 
 
@@ -278,19 +279,98 @@ def _referral_made(dna: Dna, event: Event) -> None:
 
 def _consent_changed(dna: Dna, event: Event) -> None:
     props = event.props
-    newest_put(dna.consent, props.channel, props.granted, MAX_CHANNELS)
-    if props.granted and props.channel in dna.unsubscribed:
-        dna.unsubscribed.remove(props.channel)
+    _decide_consent(dna, props.channel, event.t, GRANT if props.granted else REVOKE)
+
+
+GRANT, REVOKE, UNSUBSCRIBE = 0, 1, 2
+"""Consent decisions on a channel; at the same event time the later in this order wins (the
+most restrictive: an unsubscribe or a revocation beats a grant)."""
+
+
+def _decide_consent(dna: Dna, channel: str, t: float, kind: int) -> None:
+    """Fold one consent decision by event time, in any processing order.
+
+    ``consent[c]`` is the newest decision of any kind as a signed instant: ``+t`` granted at
+    ``t``, ``-t`` revoked or unsubscribed at ``t``, so ``consented(c)`` is ``consent[c] > 0``.
+    ``unsubscribed[c]`` is the newest unsubscribe (``+t``) or grant (``-t``), so
+    ``unsubscribed(c)`` is ``unsubscribed[c] > 0``; it is kept only while ``consent[c]`` is not a
+    grant (a newest grant is also the newest of those two, so nothing is lost). At most
+    ``MAX_CHANNELS`` channels: past that, the one decided longest ago is forgotten.
+    """
+    consent = dna.consent
+    kept = consent.get(channel)
+    if kept is None:
+        if len(consent) >= MAX_CHANNELS:
+            oldest = min(consent, key=lambda c: (abs(consent[c]), c))
+            if (abs(consent[oldest]), oldest) > (t, channel):
+                return
+            del consent[oldest]
+            dna.unsubscribed.pop(oldest, None)
+        unsub: float | None = None
+    elif kept > 0:
+        unsub = -kept
+    else:
+        unsub = dna.unsubscribed.get(channel)
+    if kept is None or t > abs(kept) or (t == abs(kept) and kind != GRANT):
+        kept = t if kind == GRANT else -t
+        consent[channel] = kept
+    if kind != REVOKE and (unsub is None or t > abs(unsub) or (t == abs(unsub) and kind == UNSUBSCRIBE)):
+        unsub = t if kind == UNSUBSCRIBE else -t
+    if kept > 0 or unsub is None:
+        dna.unsubscribed.pop(channel, None)
+    else:
+        dna.unsubscribed[channel] = unsub
+
+
+def _set_attributes(dna: Dna, t: float, values: dict[str, Any]) -> None:
+    """Fold one event's attributes by event time: a name keeps the value of its newest event.
+    Values set at ``attributes_at`` (the newest profile event with attributes) are stored bare,
+    older ones as ``[value, t]``, so a customer whose attributes came in one event pays one
+    instant for all of them."""
+    table = dna.attributes
+    at = dna.attributes_at
+    if at is None or t > at:
+        if at is not None:
+            for key in [k for k, v in table.items() if type(v) is not list and k not in values]:
+                table[key] = [table[key], at]
+        for key, value in values.items():
+            table.pop(key, None)
+            _put_attribute(table, key, value, t, t)
+        dna.attributes_at = t
+        return
+    for key, value in values.items():
+        if key in table:
+            stored = table[key]
+            kept_t = stored[1] if type(stored) is list else at
+            if not newer(t, value, kept_t, attribute_value(stored)):
+                continue
+            del table[key]
+        _put_attribute(table, key, value if t == at else [value, t], t, at)
+
+
+def _put_attribute(table: dict[str, Any], key: str, stored: Any, t: float, at: float) -> None:
+    """Keep at most ``MAX_ATTRIBUTES`` names: past that, the one set longest ago (by event time,
+    then name) is forgotten, or the new one if it is older still."""
+    if len(table) >= MAX_ATTRIBUTES:
+        oldest = min(table, key=lambda k: (table[k][1] if type(table[k]) is list else at, k))
+        oldest_stored = table[oldest]
+        if ((oldest_stored[1] if type(oldest_stored) is list else at), oldest) > (t, key):
+            return
+        del table[oldest]
+    table[key] = stored
 
 
 def _profile_updated(dna: Dna, event: Event) -> None:
     props = event.props
-    if props.timezone is not None:
+    t = event.t
+    if props.timezone is not None and newer(t, props.timezone, dna.timezone_at, dna.timezone):
         dna.timezone = props.timezone
-    if props.preferred_channel is not None:
+        dna.timezone_at = t
+    if props.preferred_channel is not None and newer(t, props.preferred_channel, dna.preferred_channel_at, dna.preferred_channel):
         dna.preferred_channel = props.preferred_channel
-    for key, value in (props.attributes or {}).items():
-        newest_put(dna.attributes, key, value, MAX_ATTRIBUTES)
+        dna.preferred_channel_at = t
+    if props.attributes:
+        _set_attributes(dna, t, props.attributes)
 
 
 _DECLARED: tuple[EventType, ...] = (
@@ -328,7 +408,7 @@ _DECLARED: tuple[EventType, ...] = (
         "campaign_unsubscribed",
         "`unsubscribed(channel)` true, `consented(channel)` false",
         _campaign_unsubscribed,
-        ("campaigns", "unsubscribed"),
+        ("campaigns", "consent", "unsubscribed"),
     ),
     EventType(
         "survey_answered", "`nps`, `csat` or `ces` (the newest answer by `ts`); `journey_stage` (advocate)", _survey_answered, ("voice",)

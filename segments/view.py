@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from microseg.segments.dna_record import Dna
+from microseg.segments.dna_record import Dna, attribute_value
 from microseg.segments.predictive import PredictiveModel
 
 __all__ = ["DnaView", "iso"]
@@ -88,10 +88,10 @@ class DnaView(dict[str, Any]):
         return aff.get(category, 0.0) / total if total > 0 else 0.0
 
     def consented(self, channel: str) -> bool:
-        return self.dna.consent.get(channel, False) and channel not in self.dna.unsubscribed
+        return self.dna.consent.get(channel, -1.0) > 0
 
     def unsubscribed(self, channel: str) -> bool:
-        return channel in self.dna.unsubscribed
+        return self.dna.unsubscribed.get(channel, -1.0) > 0
 
     def _rate(self, index: int, channel: str | None) -> float | None:
         campaigns = self.dna.campaigns
@@ -106,7 +106,7 @@ class DnaView(dict[str, Any]):
         return self._rate(2, channel)
 
     def attr(self, name: str) -> Any:
-        return self.dna.attributes.get(name)
+        return attribute_value(self.dna.attributes.get(name))
 
     def snapshot(self) -> dict[str, Any]:
         """Every field at ``now`` (for explain and previews), in declaration order."""

@@ -40,9 +40,25 @@ def plain(value: Any) -> Any:
     return value
 
 
+LEGACY_T = 1.0
+"""The instant format 2 gives the "last" values of a format-1 state (1970-01-01T00:00:01Z)."""
+
+
 def as_current(expected_v1: dict[str, Any]) -> dict[str, Any]:
-    """The v1 fixture's values in today's terms: the identity while no migration changes fields."""
-    return expected_v1
+    """The v1 fixture's values in today's terms. Format 2 keeps the instant of each "last" value:
+    v1 values get ``LEGACY_T``, so any later event overrides them; consent becomes signed instants
+    (+ granted, - revoked or unsubscribed) and the unsubscribed channels a map to +instant."""
+    state = json.loads(json.dumps(expected_v1))
+    dna = state["dna"]
+    unsubscribed = dna["unsubscribed"]
+    consent = {c: (LEGACY_T if granted and c not in unsubscribed else -LEGACY_T) for c, granted in dna["consent"].items()}
+    consent.update({c: -LEGACY_T for c in unsubscribed})
+    dna["consent"] = consent
+    dna["unsubscribed"] = {c: LEGACY_T for c in unsubscribed}
+    for name in ("last_channel", "timezone", "preferred_channel"):
+        dna[f"{name}_at"] = None if dna[name] is None else LEGACY_T
+    dna["attributes_at"] = LEGACY_T if dna["attributes"] else None
+    return state
 
 
 def _text(value: Any) -> str:
