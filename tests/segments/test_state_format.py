@@ -97,6 +97,52 @@ def test_a_v1_state_round_trips_under_the_current_format(name: str) -> None:
     assert encode(decode(again)) == again
 
 
+V2 = sorted(p.stem for p in (FIXTURES / "state_v2").glob("*.msgpack"))
+
+
+def test_the_v2_fixture_is_there() -> None:
+    assert V2 == ["erased", "heavy_buyer", "new"]
+
+
+@pytest.mark.parametrize("name", V2)
+def test_a_v2_state_decodes_to_its_recorded_values(name: str) -> None:
+    """Format 2 (the "last" values with their instants), written by the release that introduced it."""
+    data = (FIXTURES / "state_v2" / f"{name}.msgpack").read_bytes()
+    expected = json.loads((FIXTURES / "state_v2" / f"{name}.json").read_text())["state"]
+    found = plain(decode(data))
+    assert sorted(found["dna"]) == sorted(expected["dna"]), "DNA fields added or removed: migrate them (segments/state.py)"
+    for field, value in expected["dna"].items():
+        assert _text(found["dna"][field]) == _text(value), f"dna.{field}"
+    for field, value in expected.items():
+        if field != "dna":
+            assert _text(found[field]) == _text(value), field
+
+
+@pytest.mark.parametrize("name", V2)
+def test_a_v2_state_round_trips_under_the_current_format(name: str) -> None:
+    state = decode((FIXTURES / "state_v2" / f"{name}.msgpack").read_bytes())
+    again = encode(state)
+    assert plain(decode(again)) == plain(state)
+
+
+def test_the_v1_heavy_buyer_migrated_gives_way_to_a_later_event_older_than_its_last_event() -> None:
+    """A format-1 value has no instant: it gets 1970-01-01T00:00:01Z, so the next event overrides
+    it, even one older than the customer's newest event (what format 1 did)."""
+    from microseg.segments.testing import event
+    from microseg.segments.view import DnaView
+
+    state = decode((FIXTURES / "state_v1" / "heavy_buyer.msgpack").read_bytes())
+    view = DnaView(state.dna, state.dna.last_seen)
+    assert (view.consented("email"), view.consented("push"), view.unsubscribed("push"), view.attr("loyalty_tier")) == (True, False, True, "bronze")
+    late = "2025-06-01T00:00:00Z"
+    dna = fold(state.dna, event("c", "consent_changed", late, props={"channel": "push", "granted": True}))
+    dna = fold(dna, event("c", "profile_updated", late, timezone="Asia/Tokyo", attributes={"loyalty_tier": "gold"}))
+    view = DnaView(dna, dna.last_seen)
+    assert (view.consented("push"), view.unsubscribed("push"), dna.timezone, view.attr("loyalty_tier"), view.attr("country")) == (
+        True, False, "Asia/Tokyo", "gold", "GB",
+    )
+
+
 # -- the format rules ------------------------------------------------------------------------
 
 
