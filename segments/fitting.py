@@ -15,7 +15,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import betaln, digamma, gammaln, hyp2f1
 
-from microseg.segments.predictive import BgNbdParams, GammaGammaParams, PredictiveError
+from microseg.segments.predictive import _HIGH_SLACK, _LOW_SLACK, BgNbdParams, GammaGammaParams, PredictiveError
+from microseg.segments.predictive import _expected_if_alive_quadrature as _quadrature
 
 __all__ = [
     "FitError",
@@ -31,7 +32,11 @@ __all__ = [
     "expected_purchases_array",
     "expected_spend_array",
     "simulate_transactions",
+    "MAX_AMOUNT",
 ]
+
+MAX_AMOUNT = 1e12
+"""The largest amount of one purchase, as for events (``schemas.events.Money``): its cents fit in int64."""
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -102,8 +107,10 @@ def summarise(
     """Build (x, t_x, T, m_x) per customer from transactions; purchases on the same day are one purchase.
 
     ``customer`` are integer codes, ``day`` integer day numbers (e.g. ``date.toordinal()``),
-    ``calibration_end`` the last calibration day (inclusive; default the last day in the data).
-    Customers whose first purchase is after the calibration end are left out.
+    ``amount`` in currency units (at most ``MAX_AMOUNT``), ``calibration_end`` the last calibration
+    day (inclusive; default the last day in the data). Customers whose first purchase is after the
+    calibration end are left out. Money is summed in integer cents (each amount rounded half-even to
+    the cent, as the DNA does) and ``m_x`` is one division of exact cents, as the scorer's.
     """
     c = np.asarray(customer, dtype=np.int64)
     d = np.asarray(day, dtype=np.int64)
@@ -112,10 +119,13 @@ def summarise(
         raise FitError("customer, day and amount must be 1-d arrays of the same length")
     if c.shape[0] == 0:
         raise FitError("no transactions to fit: the input has no valid purchase rows")
+    if not np.all(np.isfinite(amt)) or np.any(amt < 0) or np.any(amt > MAX_AMOUNT):
+        raise FitError(f"amounts must be finite numbers in [0, {MAX_AMOUNT:g}]")
+    cents = np.rint(amt * 100.0).astype(np.int64)
     order = np.lexsort((d, c))
-    c, d, amt = c[order], d[order], amt[order]
+    c, d, cents = c[order], d[order], cents[order]
     starts = _group_starts(c, d)
-    dc, dd, damt = c[starts], d[starts], np.add.reduceat(amt, starts)
+    dc, dd, damt = c[starts], d[starts], np.add.reduceat(cents, starts)
     end = int(dd.max()) if calibration_end is None else int(calibration_end)
     first_day, last_day = int(dd.min()), int(dd.max())
     if end < first_day:
@@ -129,7 +139,7 @@ def summarise(
     last = cd[cs + counts - 1]
     total = np.add.reduceat(camt, cs)
     x = counts - 1
-    m_x = np.where(x > 0, (total - camt[cs]) / np.maximum(x, 1), 0.0)
+    m_x = np.where(x > 0, (total - camt[cs]) / (100.0 * np.maximum(x, 1)), 0.0)
     customers = cc[cs]
     return CustomerSummary(
         customer=customers,
@@ -311,22 +321,46 @@ def fit_gamma_gamma(x: ArrayLike, m_x: ArrayLike) -> GammaGammaFit:
 
 
 def p_alive_array(bg: BgNbdParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> FloatArray:
-    """Vectorised :func:`microseg.segments.predictive.p_alive`."""
-    xf, txf, Tf = _as_float(x, t_x, T)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lo = np.log(bg.a) - np.log(bg.b + xf - 1.0) + (bg.r + xf) * (np.log(bg.alpha + Tf) - np.log(bg.alpha + txf))
-    return np.where(xf > 0, np.exp(-np.logaddexp(0.0, lo)), 1.0)
+    """Vectorised :func:`microseg.segments.predictive.p_alive`: 1 where x == 0, and never a
+    floating-point error (it runs under ``numpy.errstate(all="raise")``): the log-odds are only
+    formed where x > 0, and a P(alive) too small for a float is 0."""
+    xf, txf, Tf = np.broadcast_arrays(*_as_float(x, t_x, T))
+    out = np.ones(xf.shape, dtype=np.float64)
+    repeat = xf > 0
+    xr = xf[repeat]
+    lo = np.log(bg.a) - np.log(bg.b + xr - 1.0) + (bg.r + xr) * (np.log(bg.alpha + Tf[repeat]) - np.log(bg.alpha + txf[repeat]))
+    with np.errstate(under="ignore"):
+        out[repeat] = np.exp(-np.logaddexp(0.0, lo))
+    return out
 
 
 def expected_purchases_array(bg: BgNbdParams, t: float, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> FloatArray:
-    """Vectorised :func:`microseg.segments.predictive.expected_purchases` (same Euler-transformed 2F1)."""
-    xf, txf, Tf = _as_float(x, t_x, T)
+    """Vectorised :func:`microseg.segments.predictive.expected_purchases`: the same Euler-transformed
+    2F1, held to the same bounds, and the same quadrature for the customers where it fails."""
+    xf, txf, Tf = np.broadcast_arrays(*_as_float(x, t_x, T))
+    if t <= 0.0:
+        return np.zeros(xf.shape, dtype=np.float64)
     a, b, r = bg.a, bg.b, bg.r
-    z = t / (bg.alpha + Tf + t)
-    c = a + b + xf - 1.0
-    f = hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)
-    alive_part = c / (a - 1.0) * -np.expm1((a - 1.0) * np.log1p(-z) + np.log(f))
-    return alive_part * p_alive_array(bg, xf, txf, Tf)
+    s = r + xf
+    with np.errstate(under="ignore"):  # a quantity too small for a float is 0, which is right
+        u = t / (bg.alpha + Tf)
+        high = s * u
+        low = -np.expm1(-s * np.log1p(u))
+    with np.errstate(all="ignore"):
+        z = t / (bg.alpha + Tf + t)
+        c = a + b + xf - 1.0
+        f = hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)
+        power = (a - 1.0) * np.log1p(-z)
+        by_log = -np.expm1(power + np.log(np.where(f > 0, f, 1.0)))
+        direct = 1.0 - np.exp(power) * f
+        alive_part = c / (a - 1.0) * np.where(f > 0, by_log, direct)
+        good = (alive_part >= low * _LOW_SLACK) & (alive_part <= high * _HIGH_SLACK)
+    alive_part = np.where(good, np.clip(np.where(good, alive_part, low), low, high), 0.0)
+    for i in zip(*np.nonzero(~good)):
+        alive_part[i] = _quadrature(a, b + float(xf[i]), float(s[i]), float(u[i]), float(low[i]), float(high[i]))
+    alive = p_alive_array(bg, xf, txf, Tf)
+    with np.errstate(under="ignore"):
+        return alive_part * alive
 
 
 def expected_spend_array(gg: GammaGammaParams, x: ArrayLike, m_x: ArrayLike) -> FloatArray:

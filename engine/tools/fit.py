@@ -25,6 +25,7 @@ import typer
 
 from microseg.errors import MicrosegError
 from microseg.segments.fitting import (
+    MAX_AMOUNT,
     CustomerSummary,
     expected_purchases_array,
     expected_spend_array,
@@ -33,7 +34,7 @@ from microseg.segments.fitting import (
     p_alive_array,
     summarise,
 )
-from microseg.segments.predictive import UNIT_DAYS, FitInfo, PredictiveModel
+from microseg.segments.predictive import UNIT_DAYS, FitInfo, PredictiveModel, model_warnings
 
 __all__ = [
     "FitInputError",
@@ -127,8 +128,8 @@ def _parse_amount(text: object) -> float:
         value = float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ValueError(f"amount must be a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"amount must be a finite number >= 0, got {text!r}")
+    if not math.isfinite(value) or value < 0 or value > MAX_AMOUNT:
+        raise ValueError(f"amount must be a finite number >= 0 and <= {MAX_AMOUNT:g}, got {text!r}")
     return value
 
 
@@ -383,6 +384,8 @@ def fit_command(
     )
     typer.echo(f"BG/NBD      r={bg.r:.5g} alpha={bg.alpha:.5g} a={bg.a:.5g} b={bg.b:.5g}  log-likelihood {info.bgnbd_log_likelihood:.2f}")
     typer.echo(f"Gamma-Gamma p={gg.p:.5g} q={gg.q:.5g} v={gg.v:.5g}  log-likelihood {info.gamma_gamma_log_likelihood:.2f}")
+    for finding in model_warnings(model):
+        typer.echo(f"warning: {finding}", err=True)
     if plots is not None and summary.holdout_length <= 0:
         typer.echo("no holdout period: pass --calibration-end before the last purchase date to get calibration_vs_holdout.png")
     for fig in figures:

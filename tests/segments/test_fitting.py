@@ -151,3 +151,37 @@ def test_recovers_simulated_parameters() -> None:
     assert fitted.b == pytest.approx(bg.b, rel=0.25)
     spend = fit_gamma_gamma(s.x, s.m_x).params
     assert spend.population_mean == pytest.approx(gg.population_mean, rel=0.05)
+
+
+def test_summarise_sums_money_in_cents() -> None:
+    """Amounts are summed as integer cents and m_x is one division, as the scorer's m_x: three
+    repeat days of 0.10 average exactly 0.1, and 12.11 + 19.99 + 17.90 is exactly 50."""
+    s = summarise([1, 1, 1, 1, 2, 2, 2, 2], [0, 1, 2, 3, 0, 1, 2, 3], [5.0, 0.1, 0.1, 0.1, 1.0, 12.11, 19.99, 17.9])
+    assert list(s.x) == [3, 3]
+    assert s.m_x[0] == 0.1 and s.m_x[1] * 3 == 50.0
+    same_day = summarise([1, 1, 1, 1], [0, 1, 1, 1], [1.0, 12.11, 19.99, 17.9])
+    assert same_day.m_x[0] == 50.0
+    with pytest.raises(FitError, match="amounts must be finite"):
+        summarise([1], [0], [float("nan")])
+
+
+def test_degenerate_population_fits_to_a_model_that_warns_and_still_scores() -> None:
+    """Everyone with the same dropout probability: a and b run off to millions. The fit is kept
+    (it is the maximum likelihood), model_warnings names it, and every score is finite."""
+    from microseg.segments.predictive import PredictiveModel, model_warnings, score
+
+    bg = BgNbdParams(0.5, 5.0, 1e9, 3e9)
+    gg = GammaGammaParams(6.0, 4.0, 15.0)
+    customer, day, amount = simulate_transactions(bg, gg, 5000, 400, np.random.default_rng(5))
+    s = summarise(customer, day, amount)
+    fitted = fit_bgnbd(s.x, s.t_x, s.T).params
+    assert fitted.a + fitted.b > 1e4
+    model = PredictiveModel(fitted, gg)
+    assert any("same dropout probability" in w for w in model_warnings(model))
+    with np.errstate(all="raise"):
+        purchases = expected_purchases_array(fitted, 90 / 7, s.x, s.t_x, s.T)
+    assert np.all(np.isfinite(purchases)) and np.all(purchases >= 0)
+    for i in range(0, len(s), 97):
+        one = score(model, int(s.x[i]), float(s.t_x[i]), float(s.T[i]), float(s.m_x[i]) if s.x[i] else None)
+        assert one.expected_purchases_90d == pytest.approx(purchases[i], rel=1e-9)
+        assert np.isfinite(one.clv_12m)

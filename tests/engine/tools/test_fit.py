@@ -156,3 +156,32 @@ def test_fit_100k_customers_under_30s(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     print(f"\nmicroseg fit: 100,000 customers, {rows} rows in {elapsed:.2f} s")
     assert elapsed < 30.0
+
+
+def test_degenerate_fit_is_written_with_a_warning(tmp_path: Path) -> None:
+    """A population whose dropout probability is the same for everyone fits a and b in the
+    millions: `microseg fit` says so (the model still scores finite values), and so does the loader."""
+    from microseg.segments.predictive import ModelWarning, score
+
+    bg = BgNbdParams(0.5, 5.0, 1e9, 3e9)
+    gg = GammaGammaParams(6.0, 4.0, 15.0)
+    customer, day, amount = simulate_transactions(bg, gg, 5000, 400, np.random.default_rng(5))
+    start = date(2024, 1, 1)
+    rows = [f"c{c},{(start + timedelta(days=int(d))).isoformat()},{a:.2f}" for c, d, a in zip(customer, day, amount)]
+    src = tmp_path / "tx.csv"
+    src.write_text("customer_id,date,amount\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "m.json"
+    result = runner.invoke(app, ["--transactions", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "warning: BG/NBD a + b = " in result.output and "same dropout probability" in result.output
+    with pytest.warns(ModelWarning, match="same dropout probability"):
+        model = load_model(out)
+    s = score(model, 0, 0.0, 1.0, None)
+    assert np.isfinite(s.expected_purchases_90d) and np.isfinite(s.clv_12m)
+
+
+def test_amounts_beyond_the_event_limit_are_bad_rows(tmp_path: Path) -> None:
+    src = tmp_path / "tx.csv"
+    src.write_text("customer_id,date,amount\nc1,2024-01-01,1e13\nc1,2024-01-02,1.5\n")
+    log = read_transactions_csv(src)
+    assert [p.line for p in log.problems] == [2] and "<= 1e+12" in log.problems[0].message
