@@ -55,15 +55,12 @@ def produce_lines(settings: Settings, bootstrap: str, lines: Iterable[bytes], *,
     size in bytes (newline included). Returns when every line is acknowledged (``acks=1``).
     Raises ``BrokerError`` (one line) within seconds when no bootstrap server answers.
     """
-    from microseg.engine.kafka.broker import check_reachable
+    from kafka.errors import KafkaError
+
+    from microseg.engine.kafka.broker import BrokerError, check_reachable
     from microseg.engine.kafka.clients import sync_producer
 
     check_reachable(bootstrap, settings)
-
-    from kafka.errors import KafkaError
-
-    from microseg.engine.kafka.broker import BrokerError
-
     try:
         producer = sync_producer(settings, bootstrap, acks=1, linger_ms=5, batch_size=512 * 1024, max_request_size=8 << 20)
     except KafkaError as exc:  # answered the probe, then not the client (TLS or SASL handshake, a broker going away)
