@@ -46,7 +46,7 @@ def test_good_event_decodes_with_utc_time() -> None:
         (_with(event_id=...), "event_id: Field required"),
         (_with(customer_id=""), "customer_id"),
         (_with(customer_id="x" * 129), "customer_id"),
-        (_with(ts="2026-01-01T10:00:00"), "timezone"),
+        (_with(ts="2026-01-01T10:00:00"), "no UTC offset"),
         (_with(ts="yesterday"), "ts"),
         (_with(ts="3026-01-01T10:00:00Z"), "outside 1990..2100"),
         (_with(surprise=1), "surprise: Extra inputs are not permitted"),
@@ -108,3 +108,80 @@ def test_an_attribute_integer_the_state_cannot_hold_is_refused_naming_it(value: 
 def test_attribute_values_the_state_can_hold_pass_unchanged(value: object) -> None:
     raw = event_bytes("c", "profile_updated", "2026-01-01T00:00:00Z", attributes={"a": value})
     assert decode_event(raw).props.attributes == {"a": value}  # type: ignore[union-attr]
+
+
+# -- timestamps: every refusal names its problem (issue 12), a leap second is clamped ---------
+
+
+@pytest.mark.parametrize(
+    ("ts", "reason"),
+    [
+        ("2026-03-01T10:00:00", "has no UTC offset; end it with 'Z' (UTC) or an offset such as '+01:00'"),
+        ("2026-03-01 10:00:00", "has no UTC offset"),
+        ("2026-03-01", "is a date without a time of day"),
+        ("2026-13-01T10:00:00Z", "month 13 is not 01..12"),
+        ("2026-00-01T10:00:00Z", "month 00 is not 01..12"),
+        ("2026-02-29T10:00:00Z", "day 29 does not exist: 2026-02 has 28 days"),
+        ("2026-04-31T10:00:00Z", "day 31 does not exist: 2026-04 has 30 days"),
+        ("2026-3-1T10:00:00Z", "month and day must have 2 digits each"),
+        ("99999-03-01T10:00:00Z", "year 99999 must have 4 digits"),
+        ("0000-01-01T00:00:00Z", "year 0000 is outside 1990..2100"),
+        ("1980-03-01T10:00:00Z", "is outside 1990..2100"),
+        ("2100-01-01T00:00:00Z", "is outside 1990..2100"),
+        ("2026-03-01T25:00:00Z", "hour 25 is not 00..23"),
+        ("2026-03-01T24:00:00Z", "hour 24 is not 00..23; the end of a day is 00:00:00 of the next"),
+        ("2026-03-01T10:61:00Z", "minute 61 is not 00..59"),
+        ("2026-03-01T10:00:61Z", "second 61 is not 00..59"),
+        ("2026-03-01T12:30:60Z", "second 60 (a leap second) is accepted only in the last minute of a UTC day"),
+        ("2026-12-31T23:59:60+01:00", "second 60 (a leap second) is accepted only in the last minute of a UTC day"),
+        ("2026-03-01T10:00:00.Z", "has a '.' with no digits after it"),
+        ("2026-03-01T10:00:00+25:00", "UTC offset +25:00 is out of range"),
+        ("2026-03-01T10:00:00+01:60", "UTC offset +01:60 is out of range"),
+        ("2026-03-01T10:00:00+00", "UTC offset '+00' must be ±hh:mm"),
+        ("2026-03-01T10:00:00 UTC", "expected the UTC offset ('Z' or ±hh:mm) after the time, found ' UTC'"),
+        ("2026-03-01T10:00:00ZZ", "unexpected text 'Z' after the UTC offset"),
+        ("2026-03-01T10:00:00+01:00:00", "unexpected text ':00' after the UTC offset"),
+        ("2026-03-01T10:00:00Z ", "has spaces before or after it"),
+        ("2026-03-01X10:00:00Z", "expected 'T' between the date and the time, found 'X'"),
+        ("2026-03-01T10h00Z", "the time of day must be hh:mm:ss"),
+        ("yesterday", "does not start with a date YYYY-MM-DD"),
+        ("", "is empty"),
+    ],
+)
+def test_a_refused_ts_names_its_problem(ts: str, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(_with(ts=ts))
+    message = str(info.value)
+    assert message.startswith("ts"), message
+    assert reason in message, message
+    assert "unexpected extra characters" not in message and "Input should be" not in message, message
+
+
+@pytest.mark.parametrize(
+    ("ts", "utc"),
+    [
+        ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59.999999Z"),
+        ("2016-12-31T23:59:60.5Z", "2016-12-31T23:59:59.999999Z"),
+        ("2017-01-01T00:59:60+01:00", "2016-12-31T23:59:59.999999Z"),
+        ("2016-12-31T18:59:60-05:00", "2016-12-31T23:59:59.999999Z"),
+        ("2026-06-30 23:59:60z", "2026-06-30T23:59:59.999999Z"),
+    ],
+)
+def test_a_leap_second_is_clamped_to_the_last_microsecond_of_its_utc_day(ts: str, utc: str) -> None:
+    assert decode_event(_with(ts=ts)).t == parse_ts(utc)
+    assert decode_event(_with(ts=ts)).t < parse_ts(utc.replace("23:59:59.999999", "00:00:00")) + 86_400
+
+
+@pytest.mark.parametrize(
+    ("ts", "utc"),
+    [
+        ("2026-03-01t10:00:00z", "2026-03-01T10:00:00Z"),
+        ("2026-03-01 10:00:00Z", "2026-03-01T10:00:00Z"),
+        ("2026-03-01T10:00:00.123456789Z", "2026-03-01T10:00:00.123456Z"),
+        ("2026-03-01T10:00:00." + "9" * 40 + "Z", "2026-03-01T10:00:00.999999Z"),
+        ("2026-03-01T10:00:00-00:00", "2026-03-01T10:00:00Z"),
+        ("2024-02-29T10:00:00+05:30", "2024-02-29T04:30:00Z"),
+    ],
+)
+def test_rfc_3339_variants_are_accepted_and_long_fractions_cut_to_microseconds(ts: str, utc: str) -> None:
+    assert decode_event(_with(ts=ts)).t == parse_ts(utc)
