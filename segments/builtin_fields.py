@@ -3,7 +3,9 @@
 ``BUILTINS`` is the registry every rule set reads today: the type checker, the view, the
 timeline, incremental evaluation, the docs (docs/dna.md, docs/rule-language.md) and the JSON
 Schema of a customer's DNA are derived from it. Values are computed from ``view.dna`` at
-``view.now`` (epoch seconds); money is kept in cents and returned in currency units.
+``view.now`` (epoch seconds). Money is integer cents throughout (sums, the average order value
+rounded half-even to the cent) and becomes currency units once, at the end: ``cents / 100``, the
+float nearest the exact amount, so ``spend_30d >= 50`` holds for 12.11 + 19.99 + 17.90.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from microseg.segments.dna_record import (
     LAST_ACTIVITY,
     LAST_MESSAGE,
     LAST_PURCHASE,
+    cents_mean,
     instant,
     most_used_channel,
+    to_cents,
     top_key,
 )
 from microseg.segments.event_types import (
@@ -137,7 +141,9 @@ def _abandoned_30d(view: DnaView) -> Any:
 
 def _open_cart_value(view: DnaView) -> Any:
     dna = view.dna
-    return dna.cart_value if dna.cart_at is not None and view.now < dna.cart_at + ABANDON_AFTER_S else None
+    if dna.cart_at is None or view.now >= dna.cart_at + ABANDON_AFTER_S:
+        return None
+    return to_cents(dna.cart_value) / 100
 
 
 def _channels(days: int) -> Compute:
@@ -163,7 +169,7 @@ def _preferred(view: DnaView) -> Any:
 
 def _avg_order_value(view: DnaView) -> Any:
     dna = view.dna
-    return dna.gross_cents / 100 / dna.purchases_total if dna.purchases_total else None
+    return cents_mean(dna.gross_cents, dna.purchases_total) / 100 if dna.purchases_total else None
 
 
 _ADVOCACY = ("account_created", "purchase", "survey_answered", "review_posted", "referral_made")
@@ -226,7 +232,8 @@ _FIELDS: tuple[FieldSpec, ...] = (
     ),
     windowed("spend_90d", w.SPEND, 90, "spending", "Sum of purchase `amount`s in the 90d window (gross).", ["purchase"], cents=True),
     _field(
-        "avg_order_value", NUMBER_OR_NULL, "spending", "Gross purchase amounts ever / `purchases_total`; null if no purchase.",
+        "avg_order_value", NUMBER_OR_NULL, "spending",
+        "Gross purchase amounts ever / `purchases_total`, rounded half-even to the cent; null if no purchase.",
         _avg_order_value, ["purchase"],
     ),
     windowed(
@@ -239,8 +246,8 @@ _FIELDS: tuple[FieldSpec, ...] = (
     ),
     _field(
         "open_cart_value", NUMBER_OR_NULL, "carts",
-        "`cart_value` of the newest `cart_updated`/`checkout_started` not followed by a purchase, while the cart is open "
-        "(less than an hour old); null if none or abandoned.",
+        "`cart_value` (to the cent) of the newest `cart_updated`/`checkout_started` not followed by a purchase, while the "
+        "cart is open (less than an hour old); null if none or abandoned.",
         _open_cart_value, ["cart_updated", "checkout_started", "purchase", OPEN_CART], (CartTimer(),),
     ),
     # affinity

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from microseg.segments import windows as w
@@ -23,6 +24,7 @@ from microseg.segments import windows as w
 __all__ = [
     "Dna",
     "to_cents",
+    "cents_mean",
     "top_key",
     "most_used_channel",
     "bounded_put",
@@ -214,8 +216,26 @@ def instant(dna: Dna, anchor: int) -> float | None:
 
 
 def to_cents(amount: float) -> int:
-    """An amount in currency units as whole cents, so sums are exact and survive a round trip."""
-    return round(amount * 100)
+    """An amount in currency units as whole cents, so sums are exact and survive a round trip.
+
+    Rounded half-even to the cent on the amount as written (its shortest decimal text): 12.11 is
+    1211, 1.015 is 102 and 0.125 is 12. ``amount * 100`` decides unless it is within float error of
+    a half cent (only amounts with more than two decimals get there); then the decimal text does."""
+    scaled = amount * 100.0
+    cents = round(scaled)
+    if abs(abs(scaled - cents) - 0.5) > abs(scaled) * 1e-15:
+        return cents
+    return int(Decimal(repr(amount)).scaleb(2).to_integral_value(ROUND_HALF_EVEN))
+
+
+def cents_mean(total_cents: int, count: int) -> int:
+    """``total_cents / count`` in whole cents, rounded half-even (``count`` > 0): integer
+    arithmetic, so three purchases of 0.10 average exactly 10 cents."""
+    quotient, rest = divmod(total_cents, count)
+    twice = 2 * rest
+    if twice > count or (twice == count and quotient % 2 == 1):
+        quotient += 1
+    return quotient
 
 
 def top_key(table: dict[str, int] | dict[str, float]) -> str | None:

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import betaln, digamma, gammaln, hyp2f1
 
+from microseg.segments.dna_record import to_cents
 from microseg.segments.predictive import _HIGH_SLACK, _LOW_SLACK, BgNbdParams, GammaGammaParams, PredictiveError
 from microseg.segments.predictive import _expected_if_alive_quadrature as _quadrature
 
@@ -97,6 +98,18 @@ def _group_starts(*keys: NDArray[np.int64]) -> IntArray:
     return np.flatnonzero(change)
 
 
+def _cents(amount: FloatArray) -> IntArray:
+    """Amounts as integer cents, rounded exactly as the DNA rounds them (``dna_record.to_cents``):
+    ``amount * 100`` to the nearest, except the rare amounts within float error of a half cent."""
+    scaled = amount * 100.0
+    cents = np.rint(scaled)
+    near_half = np.abs(np.abs(scaled - cents) - 0.5) <= np.abs(scaled) * 1e-15
+    out = cents.astype(np.int64)
+    for i in np.flatnonzero(near_half):
+        out[i] = to_cents(float(amount[i]))
+    return out
+
+
 def summarise(
     customer: ArrayLike,
     day: ArrayLike,
@@ -121,7 +134,7 @@ def summarise(
         raise FitError("no transactions to fit: the input has no valid purchase rows")
     if not np.all(np.isfinite(amt)) or np.any(amt < 0) or np.any(amt > MAX_AMOUNT):
         raise FitError(f"amounts must be finite numbers in [0, {MAX_AMOUNT:g}]")
-    cents = np.rint(amt * 100.0).astype(np.int64)
+    cents = _cents(amt)
     order = np.lexsort((d, c))
     c, d, cents = c[order], d[order], cents[order]
     starts = _group_starts(c, d)

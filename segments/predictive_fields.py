@@ -1,7 +1,9 @@
 """The predictive DNA fields (BG/NBD + Gamma-Gamma, ``segments.predictive``), declared once.
 
-Every field is null with no model, before the first purchase, or when the model cannot score the
-history. The model's inputs are memoised per view as the helper ``_statistics``; the full scores
+Every field is a finite number or null: null with no model, before the first purchase, or when
+the model cannot score the history (``score`` raises ``PredictiveError``, never returns inf/nan).
+The money input ``m_x`` is exact integer cents divided once, as in the fitter. The model's
+inputs are memoised per view as the helper ``_statistics``; the full scores
 as ``_scores``, and P(alive) alone as ``_alive`` (rules such as ``p_alive < 0.3 and clv_12m > 50``
 mostly stop at it).
 """
@@ -30,7 +32,7 @@ def _statistics(view: DnaView) -> tuple[int, float, float, float | None] | None:
     age_days = int((view.now - dna.first_purchase) // w.DAY)
     t_x = (dna.last_purchase - dna.first_purchase) / w.DAY / unit
     big_t = max(age_days / unit, t_x)
-    m_x = max(dna.gross_cents - dna.first_day_cents, 0) / 100 / x if x > 0 else None
+    m_x = max(dna.gross_cents - dna.first_day_cents, 0) / (100 * x) if x > 0 else None
     return x, t_x, big_t, m_x
 
 

@@ -253,3 +253,79 @@ def test_fold_never_changes_the_state_it_was_given() -> None:
 def test_top_key_is_the_largest_value_then_the_first_name(table: dict) -> None:
     expected = min(table, key=lambda name: (-table[name], name)) if table else None
     assert top_key(table) == expected
+
+
+# --- issue 12: money is integer cents, converted once ---------------------------------------------
+
+
+def _purchases(*amounts: float, day: str = "2026-03-01") -> Dna:
+    return _fold_all(
+        [event("c", "purchase", f"{day}T10:{i:02d}:00Z", order_id=f"o{i}", amount=a) for i, a in enumerate(amounts)]
+    )
+
+
+def test_three_purchases_of_ten_cents_average_exactly_ten_cents() -> None:
+    v = _view(_purchases(0.1, 0.1, 0.1), "2026-03-01T20:00:00Z")
+    assert v["avg_order_value"] == 0.1  # was 0.09999999999999999: avg_order_value >= 0.1 exited
+    assert v["spend_total"] == 0.3 and v["spend_30d"] == 0.3 and v["spend_90d"] == 0.3
+
+
+def test_sums_that_float_addition_gets_wrong_are_exact() -> None:
+    assert 12.11 + 19.99 + 17.90 != 50.0  # the float trap the cents avoid
+    v = _view(_purchases(12.11, 19.99, 17.90), "2026-03-01T20:00:00Z")
+    assert v["spend_30d"] == 50.0 and v["spend_90d"] == 50.0 and v["spend_total"] == 50.0
+    assert v["avg_order_value"] == 16.67  # 5000 / 3 = 1666.67 cents, to the cent
+    refunded = fold(_purchases(12.11, 19.99, 17.90), event("c", "refund", "2026-03-01T21:00:00Z", order_id="o1", amount=19.99))
+    assert _view(refunded, "2026-03-01T22:00:00Z")["spend_total"] == 30.01
+
+
+@given(cents=st.lists(st.integers(0, 10**9), min_size=1, max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_every_money_field_is_its_exact_cents_converted_once(cents: list[int]) -> None:
+    """Whatever the amounts (written with two decimals), each money field is the float nearest its
+    exact value: the cent sum / 100, and the average rounded half-even to the cent / 100."""
+    from decimal import ROUND_HALF_EVEN, Decimal
+
+    dna = _purchases(*[c / 100 for c in cents])
+    v = _view(dna, "2026-03-01T23:59:00Z")
+    total = sum(cents)
+    assert dna.gross_cents == total
+    assert v["spend_30d"] == v["spend_90d"] == v["spend_total"] == float(Decimal(total) / 100)
+    mean = (Decimal(total) / len(cents)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
+    assert v["avg_order_value"] == float(mean / 100)
+
+
+def test_average_order_value_rounds_half_even_to_the_cent() -> None:
+    from microseg.segments.dna_record import cents_mean
+
+    assert [cents_mean(t, n) for t, n in [(30, 3), (5, 2), (15, 2), (1, 3), (2, 3), (-5, 2), (7, 4)]] == [10, 2, 8, 0, 1, -2, 2]
+    v = _view(_purchases(0.01, 0.02), "2026-03-01T20:00:00Z")
+    assert v["avg_order_value"] == 0.02  # 1.5 cents, half-even: 2
+    v = _view(_purchases(0.01, 0.04), "2026-03-01T20:00:00Z")
+    assert v["avg_order_value"] == 0.02  # 2.5 cents, half-even: 2
+
+
+def test_amounts_are_rounded_half_even_to_the_cent_as_written() -> None:
+    from microseg.segments.dna_record import to_cents
+
+    assert [to_cents(a) for a in (12.11, 19.99, 17.9, 0.1, 1.015, 1.025, 0.125, 0.135, 2.675, 1e12, 999999999999.99)] == [
+        1211, 1999, 1790, 10, 102, 102, 12, 14, 268, 10**14, 99999999999999
+    ]
+    v = _view(_purchases(1.015, 0.125), "2026-03-01T20:00:00Z")
+    assert v["spend_total"] == 1.14
+
+
+def test_open_cart_value_is_to_the_cent() -> None:
+    dna = _fold_all([event("c", "cart_updated", T0, product_id="p", category="x", quantity=1, cart_value=59.999)])
+    assert _view(dna, "2026-03-01T12:30:00Z")["open_cart_value"] == 60.0
+
+
+def test_predictive_spend_input_is_exact_cents() -> None:
+    """m_x (mean of the repeat purchase days) is cents / (100 x), one division, as in the fitter."""
+    from microseg.segments.predictive import load_default_model
+
+    events = [event("c", "purchase", "2026-01-01T10:00:00Z", order_id="first", amount=5.0)]
+    events += [event("c", "purchase", f"2026-01-0{2 + i}T10:00:00Z", order_id=f"o{i}", amount=a) for i, a in enumerate((12.11, 19.99, 17.90))]
+    view = DnaView(_fold_all(events), parse_ts("2026-01-10T00:00:00Z"), model=load_default_model())
+    x, _, _, m_x = view["_statistics"]
+    assert x == 3 and m_x * 3 == 50.0 and m_x == 50 / 3

@@ -336,7 +336,7 @@ def test_vectorised_scores_never_raise_under_errstate_raise(
         purchases = expected_purchases_array(bg, 90 / 7, x, t_x, T)
     assert np.all((alive >= 0.0) & (alive <= 1.0))
     assert np.all(np.isfinite(purchases)) and np.all(purchases >= 0.0)
-    assert purchases == pytest.approx([expected_purchases(bg, 90 / 7, int(h[0]), float(tx), float(tt)) for h, tx, tt in zip(history, t_x, T)], rel=1e-9)
+    assert purchases == pytest.approx([expected_purchases(bg, 90 / 7, int(h[0]), float(tx), float(tt)) for h, tx, tt in zip(history, t_x, T)], rel=1e-6)
 
 
 def test_loader_refuses_parameters_the_scorer_is_not_checked_for(tmp_path: Path) -> None:

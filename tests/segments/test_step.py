@@ -309,3 +309,19 @@ def test_memberships_after_advancing_equal_a_fresh_evaluation_at_any_instant(jou
             assert state.code == dna_code(ruleset, view), (customer_id, at)
             probes += 1
     assert probes > 10_000
+
+
+def test_money_boundaries_hold_in_rules() -> None:
+    """Issue 12: three purchases of 0.10 kept avg_order_value at 0.09999999999999999, so a customer
+    who is exactly at the boundary left `avg_order_value >= 0.1`; 12.11 + 19.99 + 17.90 is 50."""
+    j = Journey(
+        "version: 1\nsegments:\n"
+        "  - id: small_spender\n    description: x\n    when: avg_order_value >= 0.1\n"
+        "  - id: fifty\n    description: x\n    when: spend_30d >= 50 and spend_total >= 50\n"
+    )
+    for i in range(3):
+        j.send("c1", "purchase", f"2026-01-01T10:0{i}:00Z", order_id=f"o{i}", amount=0.10)
+    assert j.moves("c1", "small_spender") == [("entered", "2026-01-01T10:00:00Z", j.changes[0]["cause"])]
+    for i, amount in enumerate((12.11, 19.99, 17.90)):
+        j.send("c2", "purchase", f"2026-01-01T11:0{i}:00Z", order_id=f"p{i}", amount=amount)
+    assert j.entered("c2", "fifty") == "2026-01-01T11:02:00Z"
