@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from microseg.segments.pipeline import Batch, InputRecord, Pipeline
-from microseg.segments.state import CustomerState, StateFormatError, decode, encode
+from microseg.segments.state import CustomerState, StateFormatError, decode, encode, erasure_writes
 from microseg.segments.step import Core
 
 from microseg.engine.state.base import DnaStore
@@ -64,6 +64,10 @@ class WakeIndex:
 class PartitionTasks:
     """The pipeline on the store's partitions; ``pipeline.core`` may be swapped between batches."""
 
+    erased_key: Callable[[str], str] | None = None
+    """Where an erased customer's mark is stored (``segments.state.erasure_key`` with the
+    deployment's secret; the runtime sets it). None: marks stay under the customer id."""
+
     def __init__(self, core: Core, store: DnaStore, *, input_topic: str) -> None:
         self.pipeline = Pipeline(core, source=input_topic, kafka=True, encode=encode)
         self.store = store
@@ -85,6 +89,7 @@ class PartitionTasks:
         self.wakes.drop(partition)
         count = 0
         newest = self.pipeline.newest
+        rekey: dict[str, bytes | None] = {}
         for customer_id, raw in items:
             if customer_id.startswith("\x00"):
                 continue
@@ -92,10 +97,16 @@ class PartitionTasks:
                 state = decode(raw)
             except StateFormatError:
                 continue
+            if state.erased and self.erased_key is not None:  # a mark from before marks were keyed by hash
+                rekey[customer_id] = None
+                rekey[self.erased_key(customer_id)] = raw
             self.wakes.set(partition, customer_id, state.wake)
             if state.dna.last_seen > newest.get(partition, 0.0):
                 newest[partition] = state.dna.last_seen
             count += not state.erased
+        if rekey:
+            self.store.put_many(partition, rekey)
+            log.info("partition %d: %d erased marks moved from the customer id to its keyed hash", partition, len(rekey) // 2)
         self.customers[partition] = count
         return count
 
@@ -107,7 +118,13 @@ class PartitionTasks:
     def load(self, partition: int, customer_ids: Collection[str]) -> dict[str, CustomerState]:
         """Decoded stored states; an unreadable one is logged, counted and started afresh."""
         states: dict[str, CustomerState] = {}
-        for customer_id, raw in self.store.get_many(partition, customer_ids).items():
+        found = self.store.get_many(partition, customer_ids)
+        erased_key = self.erased_key
+        if erased_key is not None and len(found) < len(customer_ids):  # new customers, or erased ones: look for a mark
+            marks = {erased_key(c): c for c in customer_ids if c not in found}
+            for key, raw in self.store.get_many(partition, marks).items():
+                found[marks[key]] = raw
+        for customer_id, raw in found.items():
             try:
                 states[customer_id] = decode(raw)
             except StateFormatError as exc:
@@ -131,7 +148,10 @@ class PartitionTasks:
                 elif known and state.erased:
                     joined -= 1
                 wakes.set(partition, customer_id, state.wake)
-            self.store.put_many(partition, out.encoded[partition])
+            writes = out.encoded[partition]
+            if self.erased_key is not None:
+                writes = erasure_writes(writes, states, self.erased_key)
+            self.store.put_many(partition, writes)
             self.customers[partition] = self.customers.get(partition, 0) + joined
 
     def process(self, records: Sequence[InputRecord], now: float) -> Batch:

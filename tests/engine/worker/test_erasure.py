@@ -14,20 +14,12 @@ from typing import Any
 import pytest
 
 from microseg.engine.settings import Settings, load_settings
-from microseg.engine.worker.tasks import PartitionTasks
 from microseg.errors import ConfigError
 from microseg.segments.state import ERASED_PREFIX, decode, encode, erasure_key, erasure_writes
 
 from tests.engine.worker.test_runtime import Feed, assign_all, partition_of, run, runtime
 
 SECRET = b"microseg-development-erasure-key:microseg"  # what Settings() gives without a secret (group microseg)
-
-hashed_marks = pytest.mark.xfail(
-    not hasattr(PartitionTasks, "erased_key"),
-    reason="engine/worker/tasks.py does not store marks under the keyed hash yet (PartitionTasks.erased_key: see the report)",
-    strict=True,
-)
-
 
 def _scenario() -> Any:
     """c1 buys, is erased, then comes back with two more events (one in the same batch as the erasure)."""
@@ -59,7 +51,6 @@ def test_events_after_erasure_are_dropped_not_a_new_customer() -> None:
     assert rt.erasure_status("never-seen")[0] == "unknown"
 
 
-@hashed_marks
 def test_the_mark_is_stored_under_a_keyed_hash_never_the_id() -> None:
     rt = _scenario()
     stored = dict(rt.store.items(partition_of("c1")))
@@ -70,7 +61,6 @@ def test_the_mark_is_stored_under_a_keyed_hash_never_the_id() -> None:
     assert [k for k in stored if k.startswith(ERASED_PREFIX)] == [mark_key]
 
 
-@hashed_marks
 def test_a_mark_stored_under_the_id_by_an_older_worker_moves_to_the_hash_on_recovery() -> None:
     from microseg.segments.dna import Dna
     from microseg.segments.state import CustomerState

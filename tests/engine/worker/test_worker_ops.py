@@ -159,12 +159,9 @@ def test_running_worker_ticks_explains_measures_publishes_and_erases(
     _until(lambda: "microseg_events_after_erasure_total 1.0" in _request(worker.port, "/metrics", token=None)[1])
     assert _request(worker.port, "/customers/cust-b")[0] == 404
     assert _request(worker.port, "/customers/cust-b", method="DELETE")[0] == 410, "already erased"
-    from microseg.engine.worker.tasks import PartitionTasks
-
-    if hasattr(PartitionTasks, "erased_key"):  # marks keyed by hash (tasks.py): the changelog keeps no value under the id
-        last = _changelog(broker, settings.changelog_topic)
-        assert last.get(b"cust-b", b"gone") is None, "a tombstone under the id"
-        assert not any(b"cust-b" in key for key, value in last.items() if value is not None)
+    last = _changelog(broker, settings.changelog_topic)  # the mark is keyed by a hash: no value under the id
+    assert last.get(b"cust-b", b"gone") is None, "a tombstone under the id"
+    assert not any(b"cust-b" in key for key, value in last.items() if value is not None)
 
 
 def _changelog(broker: str, topic: str) -> dict[bytes, bytes | None]:
