@@ -27,7 +27,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from scipy.special import betaincinv, hyp2f1
@@ -66,6 +66,9 @@ UNIT_DAYS: dict[str, float] = {"weeks": 7.0, "days": 1.0}
 _HORIZON_90D_DAYS = 90.0
 _CLV_WEEKS = 52.0
 _MONTHS = 12
+_LOW_SLACK: Final = 1.0 - 1e-7
+_HIGH_SLACK: Final = 1.0 + 1e-7
+"""How far the closed form may stray outside its bounds (rounding) before it is not trusted."""
 PARAMETER_RANGE = (1e-12, 1e12)
 """Model parameters outside this range are refused: the scorer is checked to give finite values
 inside it (the fitter stops far inside, at e^±25)."""
@@ -329,25 +332,28 @@ def _expected_if_alive(bg: BgNbdParams, t: float, x: int, T: float) -> float:
     a, b, r = bg.a, bg.b, bg.r
     s = r + x
     u = t / (bg.alpha + T)
-    high = s * u
-    low = -math.expm1(-s * math.log1p(u))
     z = t / (bg.alpha + T + t)
+    log_1z = math.log1p(-z)  # = -log(1 + u)
+    high = s * u
+    low = -math.expm1(s * log_1z)
     c = a + b + x - 1.0
     try:
         f = float(hyp2f1(a + b - 1.0 - r, a - 1.0, c, z))
         if f > 0.0:
-            value = c / (a - 1.0) * -math.expm1((a - 1.0) * math.log1p(-z) + math.log(f))
+            value = c / (a - 1.0) * -math.expm1((a - 1.0) * log_1z + math.log(f))
         else:
-            value = c / (a - 1.0) * (1.0 - math.exp((a - 1.0) * math.log1p(-z)) * f)
+            value = c / (a - 1.0) * (1.0 - math.exp((a - 1.0) * log_1z) * f)
     except (ValueError, OverflowError, ZeroDivisionError):
         value = math.nan
-    if low * _LOW_SLACK <= value <= high * _HIGH_SLACK:
-        return min(max(value, low), high)
-    return _expected_if_alive_quadrature(a, b + x, s, u, low, high)
+    if not low * _LOW_SLACK <= value <= high * _HIGH_SLACK:  # also not for nan
+        return _expected_if_alive_quadrature(a, b + x, s, u, low, high)
+    if value < low:
+        return low
+    if value > high:
+        return high
+    return value
 
 
-_LOW_SLACK = 1.0 - 1e-7
-_HIGH_SLACK = 1.0 + 1e-7
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(96)
 _QUANTILES: Any = (_NODES + 1.0) / 2.0
 _QUANTILE_WEIGHTS: Any = _WEIGHTS / 2.0
