@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, Final
 
 from microseg.segments import windows as w
 
@@ -60,7 +60,12 @@ LEGACY_T = 1.0
 1970-01-01T00:00:01Z, older than any event can be (1990), so any later event overrides them,
 as it did when they were stored."""
 
-FIRST_SEEN, LAST_ACTIVITY, LAST_PURCHASE, LAST_MESSAGE, FIRST_PURCHASE = range(5)
+# Final: mypyc inlines them (a plain module global is a dict lookup on every comparison)
+FIRST_SEEN: Final = 0
+LAST_ACTIVITY: Final = 1
+LAST_PURCHASE: Final = 2
+LAST_MESSAGE: Final = 3
+FIRST_PURCHASE: Final = 4
 """The record's instants a field can count days from (``instant``)."""
 
 

@@ -36,8 +36,9 @@ __all__ = ["InputRecord", "Record", "Batch", "Pipeline", "StateLoader", "dead_le
 
 INTERNAL_ERROR = "internal error while processing"
 
-StateLoader = Callable[[int, Collection[str]], Mapping[str, CustomerState]]
-"""``load(partition, customer_ids)``: the stored states of those customers that have one."""
+StateLoader = Callable[[int, Collection[str]], dict[str, CustomerState]]
+"""``load(partition, customer_ids)``: a dict of the stored states of those customers that have one
+(the pipeline only reads it)."""
 
 
 class InputRecord(Protocol):
@@ -202,23 +203,27 @@ class Pipeline:
     # -- step -----------------------------------------------------------------------------
 
     def _step(
-        self, partition: int, items: Sequence[tuple[InputRecord, Event]], loaded: Mapping[str, CustomerState], skip: Collection[int]
+        self, partition: int, items: list[tuple[InputRecord, Event]], loaded: dict[str, CustomerState], skip: dict[int, str]
     ) -> tuple[Batch, dict[str, CustomerState]]:
         """Step the records of one partition in order, except the indexes in ``skip``."""
         out = Batch()
         states: dict[str, CustomerState] = {}
-        on_event = self.core.on_event
+        types: dict[str, int] = {}
+        core = self.core
         kafka = self.kafka
-        for index, (record, event) in enumerate(items):
-            if index in skip:
+        index = -1
+        for record, event in items:
+            index += 1
+            if skip and index in skip:
                 continue
             customer_id = event.customer_id
             state = states.get(customer_id)
             if state is None:
                 state = loaded.get(customer_id)
-            out.types[event.type] += 1
+            kind = event.type
+            types[kind] = types.get(kind, 0) + 1
             try:
-                result = on_event(state, event, offset=record.offset if kafka else -1)
+                result = core.on_event(state, event, offset=record.offset if kafka else -1)
             except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
                 self._reject(out, f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}", record)
                 continue
@@ -236,6 +241,7 @@ class Pipeline:
                     produced = record.timestamp
                     if produced:
                         out.source_ms.append(produced)
+        out.types.update(types)
         return out, states
 
     def _unencodable(self, states: Mapping[str, CustomerState]) -> tuple[dict[str, bytes], dict[str, str]]:
@@ -252,7 +258,7 @@ class Pipeline:
         return encoded, failed
 
     def _culprits(
-        self, customer_id: str, items: Sequence[tuple[InputRecord, Event]], loaded: Mapping[str, CustomerState], skip: Collection[int]
+        self, customer_id: str, items: list[tuple[InputRecord, Event]], loaded: dict[str, CustomerState], skip: dict[int, str]
     ) -> list[int]:
         """The records of one customer after which its state no longer encodes."""
         encode = self.encode
