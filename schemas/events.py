@@ -411,6 +411,13 @@ def decode_event(raw: bytes, *, reference_t: float | None = None, key: bytes | N
         except ValidationError:
             pass
         else:
+            props = model.props
+            keys = len(model.__pydantic_fields_set__) + len(props.__pydantic_fields_set__)
+            nested = _NESTED_KEYS.get(type(props))
+            if nested is not None:
+                keys += nested(props)
+            if raw.count(b'":') != keys:  # a repeated key, or (rarely) unknown keys, spaced colons, '":' in a value
+                _refuse_duplicate_keys(raw)
             t = model.ts.timestamp()
             if (
                 _MIN_TS <= t < _MAX_TS
@@ -420,6 +427,35 @@ def decode_event(raw: bytes, *, reference_t: float | None = None, key: bytes | N
                 return _new_event(Event, (model.event_id, model.customer_id, model.type, t, model.channel, model.device, model.props))
             return _checked(model.event_id, model.customer_id, model.type, model.ts, model.channel, model.device, model.props, reference_t, key)
     return _decode_slowly(raw, reference_t=reference_t, key=key)
+
+
+def _item_keys(props: Any) -> int:
+    return sum(len(item.__pydantic_fields_set__) for item in props.items) if props.items else 0
+
+
+def _attribute_keys(props: Any) -> int:
+    return len(props.attributes) if props.attributes else 0
+
+
+_NESTED_KEYS: dict[type, Any] = {PurchaseProps: _item_keys, ProfileProps: _attribute_keys}
+"""Keys below props, for the props types that have objects inside: JSON parsers keep the last of
+repeated keys silently, so the fast path counts the keys it read against the ``":`` in the record."""
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise InvalidEvent(f"duplicate key {name[:64]!r}: the record is ambiguous (which value is meant?)")
+            seen.add(name)
+    return found
+
+
+def _refuse_duplicate_keys(raw: bytes) -> Any:
+    """The record parsed exactly (integers of any size); ``InvalidEvent`` if any object repeats a key."""
+    return json.loads(raw, object_pairs_hook=_unique_pairs)
 
 
 def _checked(
@@ -446,7 +482,7 @@ def _decode_slowly(raw: bytes, *, reference_t: float | None, key: bytes | None) 
         orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"not valid JSON (or not UTF-8): {exc}") from None
-    data = json.loads(raw)  # exact integers: orjson reads those beyond 64 bits as floats
+    data = _refuse_duplicate_keys(raw)  # and exact integers: orjson reads those beyond 64 bits as floats
     if not isinstance(data, dict):
         raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}")
     props = data.get("props")

@@ -185,3 +185,68 @@ def test_a_leap_second_is_clamped_to_the_last_microsecond_of_its_utc_day(ts: str
 )
 def test_rfc_3339_variants_are_accepted_and_long_fractions_cut_to_microseconds(ts: str, utc: str) -> None:
     assert decode_event(_with(ts=ts)).t == parse_ts(utc)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"event_id":"e","customer_id":"c","type":"refund","ts":"2026-01-01T00:00:00Z","props":{"order_id":"o","amount":-5,"amount":150}}',
+        b'{"event_id":"e","customer_id":"c","type":"refund","ts":"2026-01-01T00:00:00Z","props":{"order_id":"o","amount":5,"amount":150}}',
+        b'{"event_id":"e","customer_id":"c","customer_id":"d","type":"session_started","ts":"2026-01-01T00:00:00Z"}',
+        b'{"event_id":"e","customer_id":"c","type":"profile_updated","ts":"2026-01-01T00:00:00Z","props":{"attributes":{"a":1,"a":2}}}',
+        b'{"event_id":"e","customer_id":"c","type":"purchase","ts":"2026-01-01T00:00:00Z","props":{"order_id":"o","amount":5,'
+        b'"items":[{"product_id":"p","category":"x","quantity":1,"quantity":9,"price":5}]}}',
+        b'{"event_id" : "e", "customer_id" : "c", "customer_id" : "d", "type" : "session_started", "ts" : "2026-01-01T00:00:00Z"}',
+        b'{"event_id":"e","customer_id":"c","type":"session_started","ts":"2026-01-01T00:00:00Z","props":{"utm":"a","utm":"b"}}',
+    ],
+)
+def test_a_record_with_a_repeated_key_is_refused_as_ambiguous(raw: bytes) -> None:
+    with pytest.raises(InvalidEvent, match="duplicate key .*ambiguous"):
+        decode_event(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"event_id" : "e", "customer_id" : "c", "type" : "session_started", "ts" : "2026-01-01T00:00:00Z"}',
+        b'{"event_id":"e","customer_id":"c","type":"page_view","ts":"2026-01-01T00:00:00Z","props":{"page":"/a\\":b","utm":"x"}}',
+    ],
+)
+def test_spaced_colons_quotes_in_values_and_unknown_keys_are_not_duplicates(raw: bytes) -> None:
+    assert decode_event(raw).customer_id == "c"
+
+
+def test_every_simulated_event_decodes_and_refuses_any_of_its_keys_repeated() -> None:
+    """Real shapes: every key of every object in 300 simulated events, repeated once, is refused."""
+    import random
+    import re
+    from datetime import datetime, timezone
+
+    from microseg.engine.tools.simulator import simulate_lines
+
+    rng = random.Random(5)
+    lines = [line.rstrip(b"\n") for line in simulate_lines(30, 20, 5, datetime(2026, 1, 1, tzinfo=timezone.utc))][:300]
+    assert lines
+    for line in lines:
+        assert decode_event(line).event_id
+        keys = [m.start() for m in re.finditer(rb'"[a-z_]+":', line)]
+        at = rng.choice(keys)
+        end = line.index(b":", at) + 1
+        value_end = at
+        depth = 0
+        for i in range(end, len(line)):  # the end of this key's value: the next ',' or '}' at depth 0
+            c = line[i : i + 1]
+            if c in (b"{", b"["):
+                depth += 1
+            elif c in (b"}", b"]"):
+                if depth == 0:
+                    value_end = i
+                    break
+                depth -= 1
+            elif c == b"," and depth == 0:
+                value_end = i
+                break
+        pair = line[at:value_end]
+        doubled = line[:value_end] + b"," + pair + line[value_end:]
+        with pytest.raises(InvalidEvent, match="duplicate key"):
+            decode_event(doubled)
