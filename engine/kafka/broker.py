@@ -388,6 +388,25 @@ def ensure_topics(bootstrap: str, settings: Settings, *, timeout: float = 30.0) 
     return counts
 
 
+def topic_id(bootstrap: str, settings: Settings, topic: str, *, timeout: float = 30.0) -> str | None:
+    """The id the broker gave ``topic`` when it was created (a new id if it is deleted and created
+    again), or None when the broker reports none (Kafka before 2.8). Raises ``BrokerError``."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    security = {} if not settings.broker else settings.kafka_python_kwargs()
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="microseg-admin", request_timeout_ms=int(timeout * 1000), **security)
+        try:
+            described = admin.describe_topics([topic])
+        finally:
+            admin.close()
+    except KafkaError as exc:
+        raise BrokerError(f"cannot describe topic {topic} on {bootstrap}: {exc}") from exc
+    found = next((t.get("topic_id") for t in described if t.get("name") == topic and not t.get("error_code")), None)
+    return None if not found or set(str(found)) <= {"0", "-"} else str(found)
+
+
 def _partition_counts(admin: object, names: list[str], timeout: float) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while True:

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from microseg.engine.kafka.broker import broker_for
+from microseg.engine.kafka.broker import broker_for, topic_id
 from microseg.errors import ConfigError
 from microseg.engine.settings import Settings
 from microseg.engine.startup import load_predictive_model, load_ruleset, quiet_loggers, tune_gc
@@ -57,6 +57,9 @@ def run_worker(settings: Settings) -> int:
             producer=producer,
         )
         runtime = Runtime(settings, store, KafkaSink(producer, settings), ruleset, model)
+        runtime.tasks.input_topic_id = topic_id(endpoint.bootstrap, settings, settings.input_topic)
+        if runtime.tasks.input_topic_id is None:
+            log.warning("the broker reports no topic ids: a deleted and re-created input topic is not detected (see docs/operations.md)")
         app = build_app(settings, endpoint.bootstrap, runtime, embedded_broker=endpoint.broker)
         worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False, override_logging=False)
         try:

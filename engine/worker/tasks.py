@@ -19,7 +19,10 @@ from microseg.segments.step import Core
 
 from microseg.engine.state.base import DnaStore
 
-__all__ = ["WakeIndex", "PartitionTasks"]
+__all__ = ["WakeIndex", "PartitionTasks", "INPUT_TOPIC_KEY"]
+
+INPUT_TOPIC_KEY = "\x00input-topic-id"
+"""Per partition in the state store: the id of the input topic whose offsets the customers remember."""
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,12 @@ class PartitionTasks:
     """Where an erased customer's mark is stored (``segments.state.erasure_key`` with the
     deployment's secret; the runtime sets it). None: marks stay under the customer id."""
 
+    input_topic_id: str | None = None
+    """The input topic's id from the broker (``kafka.broker.topic_id``; the worker sets it). Stored per
+    partition: when it changes, the topic was deleted and created again, its offsets start over,
+    and the offsets customers remember from the old topic are forgotten rather than used to skip
+    new records. None: not checked."""
+
     def __init__(self, core: Core, store: DnaStore, *, input_topic: str) -> None:
         self.pipeline = Pipeline(core, source=input_topic, kafka=True, encode=encode)
         self.store = store
@@ -90,9 +99,15 @@ class PartitionTasks:
         count = 0
         newest = self.pipeline.newest
         rekey: dict[str, bytes | None] = {}
+        seen: list[tuple[str, bytes]] = []
+        incarnation: bytes | None = None
         for customer_id, raw in items:
+            if customer_id == INPUT_TOPIC_KEY:
+                incarnation = raw
+                continue
             if customer_id.startswith("\x00"):
                 continue
+            seen.append((customer_id, raw))
             try:
                 state = decode(raw)
             except StateFormatError:
@@ -104,11 +119,33 @@ class PartitionTasks:
             if state.dna.last_seen > newest.get(partition, 0.0):
                 newest[partition] = state.dna.last_seen
             count += not state.erased
+        if self.input_topic_id is not None and incarnation != self.input_topic_id.encode():
+            if incarnation is not None:
+                rekey.update(self._forget_offsets(seen))
+                log.warning(
+                    "partition %d: input topic %s was created again (id %s, was %s): the input offsets its %d customers "
+                    "remembered are forgotten", partition, self.pipeline.source, self.input_topic_id, incarnation.decode(errors="replace"), len(seen),
+                )
+            rekey[INPUT_TOPIC_KEY] = self.input_topic_id.encode()
         if rekey:
             self.store.put_many(partition, rekey)
             log.info("partition %d: %d erased marks moved from the customer id to its keyed hash", partition, len(rekey) // 2)
         self.customers[partition] = count
         return count
+
+    @staticmethod
+    def _forget_offsets(items: list[tuple[str, bytes]]) -> dict[str, bytes | None]:
+        """The states of ``items`` with no input offset remembered (-1: nothing skipped by offset)."""
+        writes: dict[str, bytes | None] = {}
+        for customer_id, raw in items:
+            try:
+                state = decode(raw)
+            except StateFormatError:
+                continue
+            if state.offset >= 0 and not state.erased:  # an erased mark ignores every event anyway
+                state.offset = -1
+                writes[customer_id] = encode(state)
+        return writes
 
     def drop(self, partition: int) -> None:
         self.wakes.drop(partition)

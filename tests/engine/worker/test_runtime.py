@@ -240,3 +240,31 @@ def test_batch_boundaries_do_not_change_the_outputs(batch: int) -> None:
     key = lambda c: c["change_id"]  # noqa: E731
     assert sorted(whole.sink.changes, key=key) == sorted(split.sink.changes, key=key)  # type: ignore[attr-defined]
     assert whole.sink.changes  # type: ignore[attr-defined]
+
+
+def test_a_recreated_input_topic_is_read_from_its_start_not_skipped_by_old_offsets() -> None:
+    store = MemoryStore()
+    sink = MemorySink()
+    settings = Settings(partitions=PARTITIONS)
+    rules = load_rules_text(RULES)
+    old_topic = Feed().records([("c1", "session_started", "2026-03-01T10:00:00Z", {})] * 1 + [("c1", "session_started", "2026-03-01T11:00:00Z", {})])
+
+    def worker(topic_id: str) -> Runtime:
+        rt = Runtime(settings, store, sink, rules, None, clock=Clock(T0))
+        rt.tasks.input_topic_id = topic_id
+        return rt
+
+    async def go() -> None:
+        first = worker("topic-A")
+        await assign_all(first)
+        await first.handle(old_topic)
+        again = worker("topic-A")  # a restart on the same topic: its offsets still count
+        await assign_all(again)
+        assert (await again.handle(old_topic[:1])).duplicates == 1
+        recreated = worker("topic-B")  # deleted and created again: offsets start at 0 for other events
+        await assign_all(recreated)
+        new_topic = Feed().records([("c1", "purchase", "2026-03-02T10:00:00Z", {"order_id": "o1", "amount": 3})])
+        out = await recreated.handle(new_topic)
+        assert out.duplicates == 0 and [c["segment"] for c in out.changes] == ["buyer"]
+
+    run(go())
