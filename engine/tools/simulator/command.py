@@ -19,7 +19,7 @@ import typer
 
 from microseg.engine.tools.simulator.lines import simulate_lines
 from microseg.engine.tools.simulator.personas import parse_persona_weights
-from microseg.errors import ConfigError
+from microseg.errors import ConfigError, MicrosegError
 
 __all__ = ["simulate_command"]
 
@@ -49,10 +49,10 @@ def _send(lines: Iterator[bytes], broker: str | None, rate: float) -> None:
     try:
         settings = load_settings(broker=broker)
         bootstrap = configured_bootstrap(settings)
-    except ConfigError as exc:
+        summary = produce_lines(settings, bootstrap, lines, rate=rate)
+    except MicrosegError as exc:  # no broker configured, or it cannot be reached: one line, exit 2
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    summary = produce_lines(settings, bootstrap, lines, rate=rate)
     typer.echo(
         f"sent {summary.sent} events to {settings.input_topic} in {summary.seconds:.2f}s ({summary.per_second:,.0f}/s); "
         f"{summary.skipped} lines without a customer_id sent unkeyed (the worker dead-letters them)",

@@ -100,7 +100,11 @@ import pytest  # noqa: E402
 from microseg.engine.kafka.broker import free_port  # noqa: E402
 
 
-@pytest.mark.parametrize("command", [["produce", "EVENTS"], ["rules", "publish", str(STARTER)], ["worker"]], ids=["produce", "rules-publish", "worker"])
+@pytest.mark.parametrize(
+    "command",
+    [["produce", "EVENTS"], ["rules", "publish", str(STARTER)], ["worker"], ["simulate", "--customers", "2", "--days", "1", "--to-topic"]],
+    ids=["produce", "rules-publish", "worker", "simulate-to-topic"],
+)
 def test_unreachable_broker_is_one_line_within_5_s_and_exit_2(command: list[str], tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_bytes(event_bytes("c-1", "session_started", "2026-01-05T00:00:00Z") + b"\n")
