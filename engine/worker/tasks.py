@@ -99,6 +99,7 @@ class PartitionTasks:
         count = 0
         newest = self.pipeline.newest
         rekey: dict[str, bytes | None] = {}
+        moved = 0
         seen: list[tuple[str, bytes]] = []
         incarnation: bytes | None = None
         for customer_id, raw in items:
@@ -115,6 +116,7 @@ class PartitionTasks:
             if state.erased and self.erased_key is not None:  # a mark from before marks were keyed by hash
                 rekey[customer_id] = None
                 rekey[self.erased_key(customer_id)] = raw
+                moved += 1
             self.wakes.set(partition, customer_id, state.wake)
             if state.dna.last_seen > newest.get(partition, 0.0):
                 newest[partition] = state.dna.last_seen
@@ -129,7 +131,8 @@ class PartitionTasks:
             rekey[INPUT_TOPIC_KEY] = self.input_topic_id.encode()
         if rekey:
             self.store.put_many(partition, rekey)
-            log.info("partition %d: %d erased marks moved from the customer id to its keyed hash", partition, len(rekey) // 2)
+        if moved:
+            log.info("partition %d: %d erased marks moved from the customer id to its keyed hash", partition, moved)
         self.customers[partition] = count
         return count
 
