@@ -134,6 +134,17 @@ def unique_topics() -> dict[str, str]:
     return topic_env(f"t{os.getpid()}-{next(_names)}-{int(time.time())}")
 
 
+def send_events(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
+    """Events as JSON onto ``topic``, keyed by customer_id, flushed before returning."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for event in events:
+        producer.send(topic, key=event["customer_id"].encode(), value=orjson.dumps(event))
+    producer.flush()
+    producer.close()
+
+
 def consume(bootstrap: str, topic: str, *, until: Any, timeout: float = 120.0) -> list[dict[str, Any]]:
     """Read ``topic`` from the start until ``until(records)`` holds (or fail after ``timeout``)."""
     from kafka import KafkaConsumer

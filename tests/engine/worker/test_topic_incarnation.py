@@ -7,25 +7,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from microseg.engine.settings import Settings
 from microseg.segments.view import iso
 
-from tests.conftest import consume
+from tests.conftest import consume, send_events
 
 pytestmark = [pytest.mark.broker]
-
-
-def _send(broker: str, topic: str, events: list[dict[str, Any]]) -> None:
-    producer = KafkaProducer(bootstrap_servers=broker)
-    for event in events:
-        producer.send(topic, key=event["customer_id"].encode(), value=orjson.dumps(event))
-    producer.flush()
-    producer.close()
 
 
 def _sessions(prefix: str, count: int) -> list[dict[str, Any]]:
@@ -41,7 +32,7 @@ def test_a_recreated_input_topic_is_read_from_its_start(broker: str, workers: An
     settings = Settings(**{k.removeprefix("MICROSEG_").lower(): v for k, v in env.items()})
     first = workers(env, tmp_path / "state")
     first.wait_assigned()
-    _send(broker, settings.input_topic, _sessions("old", 5))  # offsets 0..4, remembered by cust-1
+    send_events(broker, settings.input_topic, _sessions("old", 5))  # offsets 0..4, remembered by cust-1
     consume(broker, settings.changes_topic, until=lambda got: any(c["cause"] == "old-0" for c in got))
     time.sleep(2)  # the batch's offsets committed
     first.stop()
@@ -51,7 +42,7 @@ def test_a_recreated_input_topic_is_read_from_its_start(broker: str, workers: An
     time.sleep(1)
     admin.create_topics([NewTopic(settings.input_topic, 1, 1)])
     admin.close()
-    _send(broker, settings.input_topic, [{
+    send_events(broker, settings.input_topic, [{
         "event_id": "new-0", "customer_id": "cust-1", "type": "purchase", "ts": iso(time.time() - 60), "channel": "web",
         "props": {"order_id": "o-1", "amount": 20.0},
     }])  # offset 0 of the new topic: below what cust-1 remembers of the old one

@@ -16,7 +16,7 @@ from microseg.engine.worker.rules_topic import publish_rules
 from microseg.engine.settings import Settings
 from microseg.segments.view import iso
 
-from tests.conftest import consume
+from tests.conftest import consume, send_events
 
 pytestmark = [pytest.mark.broker]
 
@@ -25,14 +25,6 @@ TOKEN = "s3cret"
 
 def _settings(env: dict[str, str]) -> Settings:
     return Settings(**{k.removeprefix("MICROSEG_").lower(): v for k, v in env.items()})
-
-
-def _send(broker: str, topic: str, events: list[dict[str, Any]]) -> None:
-    producer = KafkaProducer(bootstrap_servers=broker)
-    for event in events:
-        producer.send(topic, key=event["customer_id"].encode(), value=orjson.dumps(event))
-    producer.flush()
-    producer.close()
 
 
 def _request(port: int, path: str, *, method: str = "GET", token: str | None = TOKEN) -> tuple[int, Any]:
@@ -66,7 +58,7 @@ def test_running_worker_ticks_explains_measures_publishes_and_erases(
     worker.wait_assigned()
     now = time.time()
     cart_at = now - 3600 + 4
-    _send(
+    send_events(
         broker,
         settings.input_topic,
         [
@@ -155,7 +147,7 @@ def test_running_worker_ticks_explains_measures_publishes_and_erases(
     consume(broker, settings.changes_topic, until=lambda got: any(c["cause"] == erasure and c["segment"] == "everyone" and c["change"] == "exited" for c in got))
     assert _until(lambda: _request(worker.port, "/customers/cust-b")[0] == 404)
     # events after the erasure are dropped: the customer stays forgotten
-    _send(broker, settings.input_topic, [{"event_id": "b2", "customer_id": "cust-b", "type": "purchase", "ts": iso(time.time()), "channel": "app", "props": {"order_id": "o2", "amount": 5.0}}])
+    send_events(broker, settings.input_topic, [{"event_id": "b2", "customer_id": "cust-b", "type": "purchase", "ts": iso(time.time()), "channel": "app", "props": {"order_id": "o2", "amount": 5.0}}])
     _until(lambda: "microseg_events_after_erasure_total 1.0" in _request(worker.port, "/metrics", token=None)[1])
     assert _request(worker.port, "/customers/cust-b")[0] == 404
     assert _request(worker.port, "/customers/cust-b", method="DELETE")[0] == 410, "already erased"
