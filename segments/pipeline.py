@@ -110,6 +110,8 @@ class Batch:
         self.rejected: Counter[str] = Counter()
         self.duplicates = 0
         self.after_erasure = 0
+        self.stuck: dict[str, str] = {}
+        """Customers time could not be run on for (``advance``), with the error; their stored state stays."""
 
     def __len__(self) -> int:
         """Records to deliver (changes, messages and dead letters)."""
@@ -148,6 +150,7 @@ class Batch:
         self.rejected.update(other.rejected)
         self.duplicates += other.duplicates
         self.after_erasure += other.after_erasure
+        self.stuck.update(other.stuck)
 
 
 Encoder = Callable[[CustomerState], bytes]
@@ -331,18 +334,24 @@ class Pipeline:
                 continue
             if state.rules_version == version and (until is None or state.wake is None or state.wake > until):
                 continue
-            result = core.advance(customer_id, state, state.evaluated_at if until is None else until)
+            try:
+                result = core.advance(customer_id, state, state.evaluated_at if until is None else until)
+            except Exception as exc:  # noqa: BLE001 - one customer must not stop the others' wake-ups
+                out.stuck[customer_id] = f"{type(exc).__name__}: {exc}"
+                continue
             states[customer_id] = result.state
             out._add(partition, result)
         encoded: dict[str, bytes] = {}
         if self.encode is not None and states:
             encoded, failed = self._unencodable(states)
-            if failed:  # time alone adds no data; keep what was stored and emit nothing for them
-                for customer_id in failed:
-                    del states[customer_id]
-                out.changes = [r for r in out.changes if r["customer_id"] not in failed]
-                out.messages = [r for r in out.messages if r["customer_id"] not in failed]
-                out.suppressed = [r for r in out.suppressed if r["customer_id"] not in failed]
+            for customer_id, error in failed.items():  # time alone adds no data; keep what was stored
+                del states[customer_id]
+                out.stuck[customer_id] = error
+        if out.stuck:  # and emit nothing for them
+            stuck = out.stuck
+            out.changes = [r for r in out.changes if r["customer_id"] not in stuck]
+            out.messages = [r for r in out.messages if r["customer_id"] not in stuck]
+            out.suppressed = [r for r in out.suppressed if r["customer_id"] not in stuck]
         out.states[partition] = states
         out.encoded[partition] = encoded
         out.loaded[partition] = loaded

@@ -228,6 +228,8 @@ class Runtime:
 
     def _count(self, out: Batch, now: float) -> None:
         metrics = self.metrics
+        for customer_id, error in out.stuck.items():
+            log.error("time could not run on for customer %r (%s); its stored state is kept", customer_id, error)
         for kind, count in out.types.items():
             metrics.events.labels(type=kind).inc(count)
         for reason, count in out.rejected.items():

@@ -160,3 +160,15 @@ def test_advance_fires_what_is_due_and_leaves_the_rest() -> None:
     batch = host.pipeline.advance(0, ["a", "b"], parse_ts("2026-05-10T00:00:00Z"), host.load)
     assert [(c["customer_id"], c["cause"]) for c in batch.changes] == [("a", "tick")]
     assert set(batch.states[0]) == {"a"}
+
+
+def test_a_customer_the_core_cannot_advance_keeps_its_state_and_the_others_go_on() -> None:
+    rules = load_rules_text("version: 1\nsegments:\n  - id: quiet\n    when: days_since_last_activity > 3 and purchases_total >= 0\n")
+    host = Host(Pipeline(Core(rules), source="in", encode=encode))
+    host.run([rec(0, "a", "purchase", "2026-05-01T10:00:00Z", order_id="1", amount=1), rec(1, "a", "purchase", "2026-05-01T10:01:00Z", order_id="2", amount=1),
+              rec(2, "b", "purchase", "2026-05-01T10:02:00Z", order_id="3", amount=1)])
+    host.pipeline.core = Core(fragile(rules))  # raises for a customer with two purchases ("a")
+    batch = host.pipeline.advance(0, ["a", "b"], parse_ts("2026-05-10T00:00:00Z"), host.load)
+    assert list(batch.stuck) == ["a"] and "ZeroDivisionError" in batch.stuck["a"]
+    assert [(c["customer_id"], c["segment"]) for c in batch.changes] == [("b", "quiet")]
+    assert set(batch.states[0]) == {"b"}
