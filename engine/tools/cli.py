@@ -260,12 +260,21 @@ def rules_preview(
 @app.command("schema")
 def schema_command(
     out: Annotated[Optional[Path], typer.Option("--out", file_okay=False, help="Write the JSON Schema files here.")] = None,
+    rules: Annotated[
+        Optional[Path], typer.Option("--rules", file_okay=False, help="A rules directory: its custom event types and traits are included (needs --out).")
+    ] = None,
 ) -> None:
     """Export JSON Schema for every input and output record, and for a customer's DNA."""
     from microseg.schemas.export import SCHEMA_DIR, write_schemas
     from microseg.segments.builtin_fields import BUILTINS
 
-    for path in write_schemas(out or SCHEMA_DIR, dna=BUILTINS.json_schema()):
+    registry, catalog = BUILTINS, None
+    if rules is not None:
+        if out is None:
+            _fail("--rules needs --out DIR (the packaged schemas describe the built-in events and DNA fields only)")
+        ruleset = _load_ruleset(rules)
+        registry, catalog = ruleset.registry or BUILTINS, ruleset.catalog
+    for path in write_schemas(out or SCHEMA_DIR, dna=registry.json_schema(), catalog=catalog):
         typer.echo(str(path))
 
 

@@ -88,6 +88,48 @@ def test_schema_export_matches_the_committed_files(tmp_path: Path) -> None:
         assert (committed / path.relative_to(tmp_path)).read_bytes() == path.read_bytes(), f"run 'microseg schema' to refresh {path.name}"
 
 
+CUSTOM_EVENTS = """version: 1
+events:
+  - type: trial_started
+    description: A free trial began
+    props:
+      plan: string
+      seats: number?
+  - type: purchase
+    props:
+      coupon: string?
+traits:
+  - id: last_plan
+    events: [trial_started]
+    aggregate: last
+    value: prop('plan')
+"""
+
+
+def test_schema_with_rules_adds_their_event_types_and_traits(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for path in STARTER.glob("*.yaml"):
+        (rules / path.name).write_bytes(path.read_bytes())
+    (rules / "custom.yaml").write_text(CUSTOM_EVENTS)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["schema", "--rules", str(rules), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert str(out / "props" / "trial_started.schema.json") in result.stdout.split()
+    trial = orjson.loads((out / "props" / "trial_started.schema.json").read_bytes())
+    assert trial["required"] == ["plan"] and set(trial["properties"]) == {"plan", "seats"}
+    assert "coupon" in orjson.loads((out / "props" / "purchase.schema.json").read_bytes())["properties"]
+    assert "trial_started" in orjson.loads((out / "customer-event.schema.json").read_bytes())["properties"]["type"]["enum"]
+    assert "last_plan" in orjson.loads((out / "customer-dna.schema.json").read_bytes())["properties"]
+    committed = Path(__file__).parents[3] / "schemas" / "json"
+    assert (out / "segment-change.schema.json").read_bytes() == (committed / "segment-change.schema.json").read_bytes()
+
+    assert runner.invoke(app, ["schema", "--rules", str(rules)]).exit_code == 2  # not over the packaged files
+    (rules / "custom.yaml").write_text(CUSTOM_EVENTS.replace("plan: string", "plan: text"))
+    bad = runner.invoke(app, ["schema", "--rules", str(rules), "--out", str(out)])
+    assert bad.exit_code == 1 and f"{rules / 'custom.yaml'}:6:" in bad.output, bad.output
+
+
 # -- an unreachable broker: one line, at once, exit code 2 --------------------------------
 
 import os  # noqa: E402
