@@ -109,8 +109,6 @@ traits:
 def test_schema_with_rules_adds_their_event_types_and_traits(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
-    for path in STARTER.glob("*.yaml"):
-        (rules / path.name).write_bytes(path.read_bytes())
     (rules / "custom.yaml").write_text(CUSTOM_EVENTS)
     out = tmp_path / "out"
     result = runner.invoke(app, ["schema", "--rules", str(rules), "--out", str(out)])
