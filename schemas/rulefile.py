@@ -24,6 +24,9 @@ __all__ = [
     "CapsModel",
     "QuietHoursModel",
     "ContactPolicyModel",
+    "EventDeclarationModel",
+    "TraitModel",
+    "AGGREGATE_NAMES",
     "RuleFileModel",
     "rulefile_json_schema",
 ]
@@ -32,6 +35,10 @@ ID_PATTERN = r"^[a-z0-9_]+$"
 LABEL_PATTERN = r"^[A-Za-z0-9_.-]+$"
 DURATION_PATTERN = r"^[0-9]{1,6}[dhm]$"
 CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+PROP_TYPE_PATTERN = r"^(string|number|bool|list\[string\])\??$"
+WINDOW_PATTERN = r"^([0-9]{1,4}[dh]|lifetime)$"
+AGGREGATE_NAMES = ("count", "sum", "avg", "min", "max", "distinct_count", "first", "last", "most_frequent")
 
 
 def _bool_as_text(value: Any) -> Any:
@@ -107,6 +114,31 @@ class ContactPolicyModel(_Strict):
     default_timezone: StrictStr | None = None
 
 
+Name = Annotated[StrictStr, Field(pattern=NAME_PATTERN, min_length=1, max_length=64)]
+
+
+class EventDeclarationModel(_Strict):
+    """A custom event type, or extra props on a built-in one (CONTRACT §7)."""
+
+    type: Name
+    description: StrictStr = ""
+    props: dict[Name, Annotated[StrictStr, Field(pattern=PROP_TYPE_PATTERN)]] = Field(
+        default_factory=dict, max_length=64, description="prop name: string | number | bool | list[string], '?' for optional."
+    )
+
+
+class TraitModel(_Strict):
+    """A computed trait: a DNA field folded from events (CONTRACT §7, docs/traits.md)."""
+
+    id: Name
+    description: StrictStr = ""
+    events: list[Name] = Field(min_length=1, max_length=32)
+    where: Expression | None = None
+    aggregate: Literal[AGGREGATE_NAMES]  # type: ignore[valid-type]
+    value: Expression | None = None
+    window: Annotated[StrictStr, Field(pattern=WINDOW_PATTERN, description="<n>d (1..400), <n>h (1..168) or lifetime.")] = "lifetime"
+
+
 def _only_version_1(value: int) -> int:
     if value != 1:
         raise ValueError(f"rule file version {value} is not supported; use 'version: 1'")
@@ -119,6 +151,8 @@ class RuleFileModel(_Strict):
     microsegments: MicrosegmentsModel | None = None
     messages: list[MessageModel] = []
     contact_policy: ContactPolicyModel | None = None
+    events: list[EventDeclarationModel] = []
+    traits: list[TraitModel] = []
 
 
 def rulefile_json_schema() -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 from microseg.schemas.events import Event
 from microseg.segments import windows as w
@@ -39,10 +40,12 @@ from microseg.segments.event_types import (
     use_channel,
 )
 from microseg.segments.fields import Registry
+from microseg.segments.traits import EventContext, Trait, fold_trait
 
 __all__ = [
     "Dna",
     "fold",
+    "fold_traits",
     "to_cents",
     "is_duplicate",
     "touched",
@@ -119,6 +122,29 @@ def touched(before: Dna, event: Event, evaluated_at: float, registry: Registry |
     if before.cart_at is not None:
         extra |= touches.get(OPEN_CART, _EMPTY)
     return names | extra if extra else names
+
+
+def fold_traits(dna: Dna, event: Event, traits: tuple[Trait, ...], ids: frozenset[str]) -> int:
+    """Fold ``event`` into the computed traits that read its type (``traits``), on ``dna``, a copy
+    ``fold`` returned (its ``traits`` table is replaced, never changed in place). States of traits
+    no longer in the rule set (``ids``: the current trait ids) are dropped when the table is
+    rewritten. Returns how many values were dropped for ``traits.MAX_VALUES``."""
+    table = dna.traits
+    changed: dict[str, list[Any]] | None = None
+    dropped = 0
+    ctx = EventContext(event)
+    for trait in traits:
+        stored = table.get(trait.id)
+        new, overflowed = fold_trait(stored, trait, event, ctx)
+        if overflowed:
+            dropped += 1
+        if new is not stored and new is not None:
+            if changed is None:
+                changed = {key: value for key, value in table.items() if key in ids}
+            changed[trait.id] = new
+    if changed is not None:
+        dna.traits = changed
+    return dropped
 
 
 def fold(dna: Dna | None, event: Event) -> Dna:

@@ -2,7 +2,7 @@
 
 ``Dna`` holds instants (epoch seconds), counters, money in integer cents and bounded tables;
 everything time-relative (``days_since_*``, windows) is computed at read time from it by the
-field declarations (``segments.builtin_fields``), so the record only changes when an event is
+field declarations; ``traits`` holds the state of each computed trait by id (``segments.traits``) (``segments.builtin_fields``), so the record only changes when an event is
 folded in (``segments.dna.fold``). Its bounds keep a customer's state small whatever the event
 rate: ``MAX_CATEGORIES`` affinity scores, ``MAX_CHANNELS`` channels, ``MAX_ATTRIBUTES`` profile
 attributes, the last ``RECENT_IDS`` event-id hashes.
@@ -110,6 +110,7 @@ class Dna:
     timezone_at: float | None
     preferred_channel_at: float | None
     attributes_at: float | None
+    traits: dict[str, list[Any]]
 
     def __init__(
         self,
@@ -150,6 +151,7 @@ class Dna:
         timezone_at: float | None = None,
         preferred_channel_at: float | None = None,
         attributes_at: float | None = None,
+        traits: dict[str, list[Any]] | None = None,
     ) -> None:
         """Written out rather than generated: a compiled ``__init__`` is several times faster."""
         self.first_seen = first_seen
@@ -189,6 +191,7 @@ class Dna:
         self.timezone_at = timezone_at
         self.preferred_channel_at = preferred_channel_at
         self.attributes_at = attributes_at
+        self.traits = {} if traits is None else traits
 
     def shallow_copy(self) -> Dna:
         """Every field shared with ``self``: the fold then replaces what it writes."""
@@ -200,7 +203,7 @@ class Dna:
             self.channel_uses, self.last_channel, self.consent, self.unsubscribed, self.campaigns,
             self.last_message, self.voice, self.open_support, self.reviews, self.referrals, self.timezone,
             self.preferred_channel, self.attributes, self.recent_ids,
-            self.last_channel_at, self.timezone_at, self.preferred_channel_at, self.attributes_at
+            self.last_channel_at, self.timezone_at, self.preferred_channel_at, self.attributes_at, self.traits
         )
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "ChannelDays",
     "Rescored",
     "Follows",
+    "TraitWindow",
     "TimeChange",
     "Compute",
     "Registry",
@@ -129,7 +130,15 @@ class Follows:
     inputs: tuple[tuple[str, tuple[float, ...]], ...]
 
 
-TimeChange = Union[Windowed, DaysSince, CartTimer, ChannelDays, Rescored, Follows]
+@dataclass(frozen=True, slots=True)
+class TraitWindow:
+    """A computed trait over a window (``segments.traits``): changes when something it counted
+    leaves the window, at the start of a UTC day (hour)."""
+
+    trait: str
+
+
+TimeChange = Union[Windowed, DaysSince, CartTimer, ChannelDays, Rescored, Follows, TraitWindow]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +190,10 @@ class FunctionSpec:
     variadic: bool = False
     time_dependent: bool = False
     touched_by: frozenset[str] = frozenset()
+    keyed: Mapping[str, ValueType | str] | None = field(default=None, compare=False)
+    """When given, the first argument must be a string literal among these keys and the call has
+    that key's type (``prop('amount')``); a text instead of a type is the problem to report for
+    that key (a prop only some of the event types declare)."""
 
 
 _JSON_KIND = {Kind.NUMBER: "number", Kind.STRING: "string", Kind.BOOL: "boolean"}
@@ -204,7 +217,7 @@ class Registry:
     not keep, or ``Follows`` naming an undeclared field.
     """
 
-    __slots__ = ("fields", "functions", "helpers", "compute", "time_dependent", "touches")
+    __slots__ = ("fields", "functions", "helpers", "compute", "time_dependent", "touches", "events")
 
     fields: Mapping[str, FieldSpec]
     functions: Mapping[str, FunctionSpec]
@@ -212,9 +225,14 @@ class Registry:
     compute: dict[str, Compute]
     time_dependent: frozenset[str]
     touches: dict[str, frozenset[str]]
+    events: frozenset[str]
 
     def __init__(
-        self, fields: Iterable[FieldSpec], functions: Iterable[FunctionSpec] = (), helpers: Mapping[str, Compute] | None = None
+        self,
+        fields: Iterable[FieldSpec],
+        functions: Iterable[FunctionSpec] = (),
+        helpers: Mapping[str, Compute] | None = None,
+        events: Iterable[str] = (),
     ) -> None:
         by_name: dict[str, FieldSpec] = {}
         for spec in fields:
@@ -241,15 +259,18 @@ class Registry:
         self.compute = {name: spec.compute for name, spec in by_name.items()}
         self.compute.update(self.helpers)
         self.time_dependent = frozenset(name for name, spec in by_name.items() if spec.time)
-        touches: dict[str, set[str]] = {}
+        self.events = frozenset(events)
+        touches: dict[str, set[str]] = {name: set() for name in self.events}
         for name, touched_by in [(s.name, s.touched_by) for s in by_name.values()] + [(f.name, f.touched_by) for f in fns.values()]:
             for cause in touched_by:
                 touches.setdefault(cause, set()).add(name)
         self.touches = {cause: frozenset(names) for cause, names in touches.items()}
 
-    def extended(self, fields: Iterable[FieldSpec] = (), functions: Iterable[FunctionSpec] = ()) -> Registry:
-        """A new registry: these declarations and this one's (a name may not be declared twice)."""
-        return Registry([*self.fields.values(), *fields], [*self.functions.values(), *functions], self.helpers)
+    def extended(self, fields: Iterable[FieldSpec] = (), functions: Iterable[FunctionSpec] = (), events: Iterable[str] = ()) -> Registry:
+        """A new registry: these declarations and this one's (a name may not be declared twice).
+        ``events``: more event types (custom ones), so an event of a type no field names is known
+        to change nothing but the shared effects (rather than calling for a full evaluation)."""
+        return Registry([*self.fields.values(), *fields], [*self.functions.values(), *functions], self.helpers, [*self.events, *events])
 
     def timed(self) -> list[tuple[FieldSpec, TimeChange]]:
         """Every (field, how time changes it), in declaration order."""

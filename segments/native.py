@@ -29,6 +29,7 @@ MODULES: tuple[str, ...] = (
     "microseg.segments.windows",
     "microseg.segments.dna_record",
     "microseg.segments.fields",
+    "microseg.segments.traits",
     "microseg.segments.event_types",
     "microseg.segments.dna",
     "microseg.segments.builtin_fields",

@@ -4,7 +4,8 @@ Every host runs records through this one pipeline — the worker (``engine.worke
 ``microseg replay``, ``rules preview``, the test harness (``segments.testing``) and the bench peer —
 so a behaviour exists once:
 
-1. **decode** each record (``schemas.events.decode_event``); a record that does not validate is a
+1. **decode** each record with the rule set's event catalog (``schemas.event_catalog``: the
+   built-in types and the custom ones the rule files declare); a record that does not validate is a
    dead letter with its reason, and the rest goes on;
 2. **step** each customer in input order (``segments.step.Core.on_event``), which skips a
    redelivered input offset or a repeated event id (counted as duplicates) and events of an erased
@@ -110,6 +111,8 @@ class Batch:
         self.rejected: Counter[str] = Counter()
         self.duplicates = 0
         self.after_erasure = 0
+        self.dropped_values = 0
+        """Values computed traits could not keep (``traits.MAX_VALUES``)."""
         self.stuck: dict[str, str] = {}
         """Customers time could not be run on for (``advance``), with the error; their stored state stays."""
 
@@ -150,6 +153,7 @@ class Batch:
         self.rejected.update(other.rejected)
         self.duplicates += other.duplicates
         self.after_erasure += other.after_erasure
+        self.dropped_values += other.dropped_values
         self.stuck.update(other.stuck)
 
 
@@ -185,11 +189,13 @@ class Pipeline:
         by_partition: dict[int, list[tuple[InputRecord, Event]]] = {}
         newest = self.newest
         kafka = self.kafka
+        catalog = self.core.ruleset.catalog
+        decode = decode_event if catalog is None else catalog.decode
         for record in records:
             partition = record.partition
             seen = newest.get(partition)
             try:
-                event = decode_event(
+                event = decode(
                     record.value, reference_t=now if seen is None or seen < now else seen, key=record.key if kafka else None
                 )
             except InvalidEvent as exc:
@@ -237,6 +243,8 @@ class Pipeline:
                 out.after_erasure += 1
                 continue
             states[customer_id] = result.state
+            if result.dropped_values:
+                out.dropped_values += result.dropped_values
             if result.changes or result.messages or result.suppressed:
                 out._add(partition, result)
                 if result.changes:

@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from microseg.segments.fields import ValueType
+from microseg.segments.fields import Registry, ValueType
+from microseg.segments.traits import Trait
 
 __all__ = [
     "Origin",
@@ -130,12 +131,20 @@ class ContactPolicy:
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
+    """``traits``: the computed traits (CONTRACT §7); ``registry``: the DNA names the rules read,
+    built-in fields plus the traits (None: the built-in ones, ``BUILTINS``); ``catalog``: the
+    input event types with the custom ones (``schemas.event_catalog.EventCatalog``; None: the
+    built-in types)."""
+
     version: str
     segments: tuple[Segment, ...] = ()
     dimensions: tuple[Dimension, ...] = ()
     messages: tuple[Message, ...] = ()
     policy: ContactPolicy = ContactPolicy()
     files: tuple[str, ...] = ()
+    traits: tuple[Trait, ...] = ()
+    registry: Registry | None = field(default=None, compare=False)
+    catalog: Any = field(default=None, compare=False)
 
     @property
     def segment_ids(self) -> tuple[str, ...]:

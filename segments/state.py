@@ -14,7 +14,8 @@ keep ``tests/fixtures/state_v1`` decoding (``tests/segments/test_state_format.py
 
 Formats: 1, the first; 2 (``MIGRATIONS[1]``) adds the instant of each "last" value (last
 channel, timezone, declared preferred channel, attributes) and keeps consent as signed instants,
-so those values are the newest by event time (docs/dna.md).
+so those values are the newest by event time (docs/dna.md); 3 (``MIGRATIONS[2]``) adds the
+computed traits' states (``traits``, docs/traits.md).
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from microseg.segments.dna_record import LEGACY_T
 from microseg.segments.windows import METRICS, Windows
 
 __all__ = [
-    "CustomerState", "encode", "decode", "upgrade", "StateFormatError", "FORMAT", "DNA_LAYOUT", "DNA_LAYOUT_V1", "MIGRATIONS",
+    "CustomerState", "encode", "decode", "upgrade", "StateFormatError", "FORMAT", "DNA_LAYOUT", "DNA_LAYOUT_V1", "DNA_LAYOUT_V2", "MIGRATIONS",
     "ERASED_PREFIX", "erasure_key", "erasure_writes",
 ]
 
-FORMAT: Final = 2
+FORMAT: Final = 3
 """The format ``encode`` writes, first element of the list."""
 
 DNA_LAYOUT_V1: Final = (
@@ -50,7 +51,10 @@ DNA_LAYOUT_V1: Final = (
 """The DNA's positions in format 1 (``consent`` as ``{channel: granted}``, ``unsubscribed`` a
 list of channels, ``attributes`` bare values)."""
 
-DNA_LAYOUT: Final = DNA_LAYOUT_V1 + ("last_channel_at", "timezone_at", "preferred_channel_at", "attributes_at")
+DNA_LAYOUT_V2: Final = DNA_LAYOUT_V1 + ("last_channel_at", "timezone_at", "preferred_channel_at", "attributes_at")
+"""The DNA's positions in format 2."""
+
+DNA_LAYOUT: Final = DNA_LAYOUT_V2 + ("traits",)
 """The DNA's positions in the current format: stated here, not taken from the ``Dna`` class, so
 that adding, removing or reordering a ``Dna`` field cannot silently shift stored states. A field
 added or removed needs a new format and its migration (a test holds the names to the class); a
@@ -79,10 +83,19 @@ def _v1_to_v2(raw: list[Any]) -> list[Any]:
     dna["timezone_at"] = None if dna["timezone"] is None else LEGACY_T
     dna["preferred_channel_at"] = None if dna["preferred_channel"] is None else LEGACY_T
     dna["attributes_at"] = LEGACY_T if dna["attributes"] else None
-    return [2, [dna[name] for name in DNA_LAYOUT], *raw[2:]]
+    return [2, [dna[name] for name in DNA_LAYOUT_V2], *raw[2:]]
 
 
-MIGRATIONS: dict[int, Callable[[list[Any]], list[Any]]] = {1: _v1_to_v2}
+def _v2_to_v3(raw: list[Any]) -> list[Any]:
+    """Format 2 -> 3: the computed traits' states (``traits``), none yet: a trait starts from the
+    first event after it is published."""
+    old = raw[1]
+    if not isinstance(old, list) or len(old) != len(DNA_LAYOUT_V2):
+        return [3, *raw[1:]]  # not a format-2 DNA: decode says so
+    return [3, [*old, {}], *raw[2:]]
+
+
+MIGRATIONS: dict[int, Callable[[list[Any]], list[Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 """``MIGRATIONS[v]`` turns the raw list of a format-``v`` state into a format-``v + 1`` one
 (first element included). Pure functions of the list; never removed while that format may
 still be stored."""

@@ -16,12 +16,14 @@ from typing import Any
 from microseg.schemas.events import Event
 from microseg.segments.changes import diff
 from microseg.segments.decide import decide
-from microseg.segments.dna import Dna, fold, is_duplicate, touched
+from microseg.segments.builtin_fields import BUILTINS
+from microseg.segments.dna import Dna, fold, fold_traits, is_duplicate, touched
 from microseg.segments.evaluate import dimension_reads, dna_code, evaluate_segments, expr_reads, ReaderIndex
 from microseg.segments.predictive import PredictiveModel
 from microseg.segments.ruleset import RuleSet
 from microseg.segments.state import CustomerState
 from microseg.segments.timeline import due, next_wake, time_dependence
+from microseg.segments.traits import Trait
 from microseg.segments.view import DnaView
 
 __all__ = ["Core", "StepResult", "MAX_WAKES_PER_ADVANCE", "HELD_KEPT"]
@@ -33,7 +35,8 @@ HELD_KEPT = 3
 @dataclass(slots=True, init=False)
 class StepResult:
     """A step's outcome: the customer's new state and the records to emit. ``ignored``: the event
-    was for an erased customer and was dropped."""
+    was for an erased customer and was dropped. ``dropped_values``: values a computed trait could
+    not keep (``traits.MAX_VALUES``)."""
 
     state: CustomerState
     changes: list[dict[str, Any]]
@@ -41,6 +44,7 @@ class StepResult:
     suppressed: list[dict[str, Any]]
     duplicate: bool
     ignored: bool
+    dropped_values: int
 
     def __init__(
         self,
@@ -57,6 +61,7 @@ class StepResult:
         self.suppressed = [] if suppressed is None else suppressed
         self.duplicate = duplicate
         self.ignored = ignored
+        self.dropped_values = 0
 
     def extend(self, other: StepResult) -> None:
         self.changes += other.changes
@@ -68,18 +73,29 @@ class StepResult:
 class Core:
     """A compiled rule set and an optional predictive model, ready to step customers."""
 
-    __slots__ = ("ruleset", "model", "dependence", "incremental", "_segment_readers", "_dimension_readers")
+    __slots__ = (
+        "ruleset", "model", "registry", "dependence", "incremental", "_segment_readers", "_dimension_readers", "_compute",
+        "_traits_by_type", "_trait_ids",
+    )
 
     def __init__(self, ruleset: RuleSet, model: PredictiveModel | None = None, *, incremental: bool = True) -> None:
         self.ruleset = ruleset
         self.model = model
-        self.dependence = time_dependence(ruleset)
+        self.registry = ruleset.registry if ruleset.registry is not None else BUILTINS
+        self._compute = self.registry.compute
+        by_type: dict[str, list[Trait]] = {}
+        for trait in ruleset.traits:
+            for kind in trait.events:
+                by_type.setdefault(kind, []).append(trait)
+        self._traits_by_type: dict[str, tuple[Trait, ...]] = {kind: tuple(found) for kind, found in by_type.items()}
+        self._trait_ids = frozenset(trait.id for trait in ruleset.traits)
+        self.dependence = time_dependence(ruleset, self.registry)
         self.incremental = incremental
         self._segment_readers = ReaderIndex(tuple(expr_reads(s.when) for s in ruleset.segments))
         self._dimension_readers = ReaderIndex(tuple(dimension_reads(d) for d in ruleset.dimensions))
 
     def view(self, dna: Dna, now: float) -> DnaView:
-        return DnaView(dna, now, self.model)
+        return DnaView(dna, now, self.model, self._compute)
 
     def _evaluate(
         self, customer_id: str, state: CustomerState, dna: Dna, t: float, cause: str, dirty: frozenset[str] | None = None
@@ -90,7 +106,7 @@ class Core:
             wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
             new = CustomerState(dna, state.segments, state.code, ruleset.version, t, wake, state.sends, state.last_sent, state.offset, held=state.held)
             return StepResult(new)
-        ctx = DnaView(dna, t, self.model)
+        ctx = DnaView(dna, t, self.model, self._compute)
         segments = evaluate_segments(ruleset, ctx, previous=state.segments, dirty=dirty, readers=self._segment_readers)
         code = dna_code(ruleset, ctx, previous=state.code, dirty=dirty, readers=self._dimension_readers)
         if segments is state.segments and code == state.code:
@@ -163,6 +179,11 @@ class Core:
             dna = fold(previous.dna, event)
         if event.type == "erasure_requested":
             return self._erase(customer_id, previous, max(event.t, previous.evaluated_at), event.event_id, result)
+        traits = self._traits_by_type.get(event.type)
+        dropped = fold_traits(dna, event, traits, self._trait_ids) if traits is not None else 0
+        kept = dna.traits
+        if kept and not self._trait_ids.issuperset(kept):  # traits the rules no longer declare
+            dna.traits = {name: value for name, value in kept.items() if name in self._trait_ids}
         t = max(event.t, previous.evaluated_at)
         dirty = None
         if (
@@ -171,11 +192,12 @@ class Core:
             and previous.rules_version == self.ruleset.version
             and (previous.wake is None or previous.wake > t)
         ):
-            dirty = touched(previous.dna, event, previous.evaluated_at)
+            dirty = touched(previous.dna, event, previous.evaluated_at, self.registry)
             if "*" in dirty:
                 dirty = None
         result.extend(self._evaluate(customer_id, previous, dna, t, event.event_id, dirty))
         result.state.offset = max(offset, previous.offset)
+        result.dropped_values = dropped
         return result
 
     def _erase(self, customer_id: str, state: CustomerState, t: float, cause: str, result: StepResult) -> StepResult:

@@ -115,6 +115,11 @@ class Journey:
         self._keep(self.pipeline.advance(0, sorted(self.states), parse_ts(ts), self._load))
         return self
 
+    def value(self, customer_id: str, name: str, ts: str | None = None) -> Any:
+        """A DNA field or trait of a customer, read at ``ts`` (default: its last evaluation)."""
+        state = self.states[customer_id]
+        return self.core.view(state.dna, state.evaluated_at if ts is None else parse_ts(ts))[name]
+
     def segments(self, customer_id: str) -> tuple[str, ...]:
         state = self.states.get(customer_id)
         return () if state is None else state.segments

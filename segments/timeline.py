@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from microseg.segments import windows as w
 from microseg.segments.builtin_fields import BUILTINS
 from microseg.segments.dna_record import ABANDON_AFTER_S, Dna, instant
-from microseg.segments.fields import CartTimer, ChannelDays, DaysSince, Follows, Registry, Rescored, Windowed
+from microseg.segments.fields import CartTimer, ChannelDays, DaysSince, Follows, Registry, Rescored, TraitWindow, Windowed
 from microseg.segments.ruleset import CasesDimension, Expr, RuleSet
+from microseg.segments.traits import Trait, next_expiry
 
 __all__ = ["TimeDependence", "time_dependence", "next_wake", "due"]
 
@@ -31,7 +32,8 @@ class TimeDependence:
 
     ``counters``: (field, whole-day counts at which a rule can flip or None for every day, the
     record's instant it counts from, ``dna_record.instant``); ``spans``: the window lengths in days the rules read; ``carts``,
-    ``channel_days``, ``rescored``: the other ways time changes what they read. The name sets say
+    ``channel_days``, ``rescored``: the other ways time changes what they read; ``traits``: the
+    windowed computed traits they read, each with the names its expiries can change. The name sets say
     which DNA names each kind of wake-up can change (the incremental evaluation of a tick).
     """
 
@@ -40,6 +42,7 @@ class TimeDependence:
     carts: bool = False
     channel_days: tuple[int, ...] = ()
     rescored: tuple[int, ...] = ()
+    traits: tuple[tuple[Trait, frozenset[str]], ...] = ()
     followers: dict[str, frozenset[str]] = field(default_factory=dict)
     window_names: frozenset[str] = _NO_NAMES
     cart_names: frozenset[str] = _NO_NAMES
@@ -48,7 +51,7 @@ class TimeDependence:
 
     @property
     def empty(self) -> bool:
-        return not (self.spans or self.counters or self.carts or self.channel_days or self.rescored)
+        return not (self.spans or self.counters or self.carts or self.channel_days or self.rescored or self.traits)
 
 
 def _expressions(ruleset: RuleSet) -> Iterable[Expr]:
@@ -89,6 +92,8 @@ def time_dependence(ruleset: RuleSet, registry: Registry | None = None) -> TimeD
     spans: set[int] = set()
     channel_days: set[int] = set()
     rescored: list[int] = []
+    traits: list[tuple[Trait, frozenset[str]]] = []
+    by_id = {trait.id: trait for trait in ruleset.traits}
     carts = False
     names: dict[type, set[str]] = {}
     for spec, change in reg.timed():
@@ -106,12 +111,15 @@ def time_dependence(ruleset: RuleSet, registry: Registry | None = None) -> TimeD
             channel_days.add(change.days)
         elif isinstance(change, Rescored) and change.since not in rescored:
             rescored.append(change.since)
+        elif isinstance(change, TraitWindow) and change.trait in by_id:
+            traits.append((by_id[change.trait], frozenset({spec.name}) | frozenset(followers.get(spec.name, ()))))
     return TimeDependence(
         spans=tuple(sorted(spans)),
         counters=tuple(counters),
         carts=carts,
         channel_days=tuple(sorted(channel_days)),
         rescored=tuple(rescored),
+        traits=tuple(traits),
         followers={name: frozenset(found) for name, found in followers.items()},
         window_names=frozenset(names.get(Windowed, ())),
         cart_names=frozenset(names.get(CartTimer, ())),
@@ -166,6 +174,11 @@ def _instants(dep: TimeDependence, dna: Dna, now: float, has_model: bool) -> lis
             base = instant(dna, since)
             if base is not None:
                 found.append((_next_day_step(base, now), dep.rescored_names))
+    if dep.traits and dna.traits:
+        for trait, names in dep.traits:
+            expiry = next_expiry(dna.traits.get(trait.id), trait, now)
+            if expiry is not None:
+                found.append((expiry, names))
     return found
 
 
@@ -216,6 +229,14 @@ def next_wake(dep: TimeDependence, dna: Dna, now: float, *, has_model: bool) -> 
                 at = base + (math.floor((now - base) / day) + 1) * day
                 if at < best:
                     best = at
+    if dep.traits and dna.traits:
+        table = dna.traits
+        for trait, _ in dep.traits:
+            stored = table.get(trait.id)
+            if stored is not None:
+                expiry = next_expiry(stored, trait, now)
+                if expiry is not None and expiry < best:
+                    best = expiry
     return None if best == math.inf else best
 
 

@@ -3,8 +3,9 @@
 A ``Trait`` is one ``traits:`` entry of a rule file, compiled: which event types it reads, an
 optional ``where`` filter and a ``value`` over the event (compiled expressions over an
 ``EventContext``), an aggregate and a window. Its state is stored in the DNA record under
-``dna.traits[trait.id]`` as ``[fingerprint, data]`` (plain lists, dicts, ints, floats and strings:
-msgpack stores it as is). A state whose fingerprint is not the trait's (the trait was redefined
+``dna.traits[trait.id]`` as ``[fingerprint, data, oldest bucket]`` (plain lists, dicts, ints, floats and strings:
+msgpack stores it as is), with the oldest bucket kept as a third element when there is data (so
+the next expiry is found without a scan while that bucket is in the window). A state whose fingerprint is not the trait's (the trait was redefined
 under the same id) reads as empty and is replaced by the next event.
 
 Windows are buckets: ``<n>d`` windows bucket by UTC day (``unit`` 86 400 s), ``<n>h`` by UTC
@@ -143,6 +144,7 @@ def fold_trait(stored: list[Any] | None, trait: Trait, event: Event, ctx: EventC
     else:
         raise ValueError(f"unknown aggregate {aggregate!r}")
     new: dict[Any, Any]
+    low = _low(stored, data, bucket)
     if old is not None or not span or not data:
         # The bucket is already kept (so in the window) or there is nothing to drop.
         new = dict(data)
@@ -153,10 +155,11 @@ def fold_trait(stored: list[Any] | None, trait: Trait, event: Event, ctx: EventC
         if bucket > top:
             cut = bucket - span
             new = {b: e for b, e in data.items() if b > cut}
+            low = min(new) if new else bucket
         else:
             new = dict(data)
     new[bucket] = entry
-    return [trait.fingerprint, new], False
+    return [trait.fingerprint, new, bucket if bucket < low else low], False
 
 
 def trait_value(stored: list[Any] | None, trait: Trait, now: float) -> Any:
@@ -234,6 +237,12 @@ def next_expiry(stored: list[Any] | None, trait: Trait, now: float) -> float | N
     if not span:
         return None
     data = _data(stored, trait)
+    if not data:
+        return None
+    assert stored is not None
+    cached: int = stored[2]
+    if (cached + span) * trait.unit > now:  # the oldest kept bucket is still in the window
+        return float((cached + span) * trait.unit)
     # Bucket b leaves at (b + span) * unit, which is after now exactly when b > floor(now / unit) - span.
     low: int = int(now // trait.unit) - span
     earliest = 0
@@ -258,6 +267,15 @@ def next_expiry(stored: list[Any] | None, trait: Trait, now: float) -> float | N
     if not found:
         return None
     return float((earliest + span) * trait.unit)
+
+
+def _low(stored: list[Any] | None, data: dict[Any, Any], bucket: int) -> int:
+    """The oldest bucket kept in ``stored`` (its third element), ``bucket`` when there is none."""
+    if not data:
+        return bucket
+    assert stored is not None
+    low: int = stored[2]
+    return low
 
 
 def _data(stored: list[Any] | None, trait: Trait) -> dict[Any, Any]:
@@ -298,6 +316,8 @@ def _fold_distinct(
         return stored, False
     span = trait.span
     new: dict[Any, Any]
+    low = _low(stored, data, bucket)
+    exact = seen is None or seen != low  # else the oldest entry moves: find the new oldest below
     if span and data:
         top = max(data.values())
         if bucket <= top - span:
@@ -305,6 +325,7 @@ def _fold_distinct(
         if bucket > top:
             cut = bucket - span
             new = {k: b for k, b in data.items() if b > cut}
+            exact = False
         else:
             new = dict(data)
     else:
@@ -320,8 +341,13 @@ def _fold_distinct(
         if bucket < victim_bucket or (bucket == victim_bucket and key < victim):
             return stored, True  # the new value is the oldest: dropped (nothing was pruned then)
         del new[victim]
+        exact = False
     new[key] = bucket
-    return [trait.fingerprint, new], overflowed
+    if exact:
+        low = bucket if bucket < low else low
+    else:
+        low = min(new.values())
+    return [trait.fingerprint, new, low], overflowed
 
 
 def _fold_frequent(
@@ -333,6 +359,8 @@ def _fold_frequent(
     counts: dict[Any, Any] | None = data.get(value)
     span = trait.span
     new: dict[Any, Any]
+    low = _low(stored, data, bucket)
+    exact = True
     if counts is not None and bucket in counts:
         new = dict(data)  # a kept bucket is in the window: nothing to drop
     elif span and data:
@@ -354,6 +382,7 @@ def _fold_frequent(
                     if pruned:
                         new[v] = pruned
             counts = new.get(value)
+            exact = False
         else:
             new = dict(data)
     else:
@@ -371,12 +400,17 @@ def _fold_frequent(
             ):
                 return stored, True  # the new value ranks below every kept one: dropped
             del new[victim]
+            exact = False
         new[value] = {bucket: 1}
     else:
         changed = dict(counts)
         changed[bucket] = changed.get(bucket, 0) + 1
         new[value] = changed
-    return [trait.fingerprint, new], overflowed
+    if exact:
+        low = bucket if bucket < low else low
+    else:
+        low = min(min(kept) for kept in new.values())
+    return [trait.fingerprint, new, low], overflowed
 
 
 def _frequent_victim(data: dict[Any, Any]) -> Any:

@@ -8,7 +8,7 @@ caught at ``rules check`` time with its position, not discovered as silent nulls
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from microseg.segments.builtin_fields import BUILTINS
 from microseg.segments.fields import ANY, BOOL, NUMBER, STRING, FunctionSpec, Kind, Registry, ValueType
@@ -116,6 +116,9 @@ class _Checker:
             return self.error(node.pos, f"'{node.name}' is a function; call it as {node.name}({shown})")
         if node.name in _KEYWORD_CASE:
             return self.error(node.pos, f"unknown name '{node.name}'; keywords are lower case: write '{_KEYWORD_CASE[node.name]}'")
+        if node.name in BUILTINS.fields and node.name not in self.fields:
+            shown = ", ".join(sorted(self.fields))
+            return self.error(node.pos, f"'{node.name}' is a DNA field; here only the event can be read: prop(name), {shown}")
         return self.error(node.pos, f"unknown field '{node.name}'{_suggest(node.name, self.fields)}")
 
     def _call(self, node: Call) -> ValueType:
@@ -127,6 +130,8 @@ class _Checker:
             return self.error(node.pos, f"unknown function '{node.name}'{_suggest(node.name, self.functions)}")
         if not self._arity(node, spec):
             return _ERR
+        if spec.keyed is not None:
+            return self._keyed(node, spec, spec.keyed)
         for i, (arg, t) in enumerate(zip(node.args, arg_types)):
             param = spec.params[min(i, len(spec.params) - 1)]
             if t.kind in _LOOSE or param.type.kind is Kind.ANY or t.kind is param.type.kind:
@@ -142,6 +147,18 @@ class _Checker:
         if any(t.nullable or t.kind in _LOOSE for t in arg_types) and not returns.nullable:
             return ValueType(returns.kind, nullable=True, item=returns.item, values=returns.values)
         return returns
+
+    def _keyed(self, node: Call, spec: FunctionSpec, keys: Mapping[str, ValueType | str]) -> ValueType:
+        first = node.args[0]
+        if not isinstance(first, Lit) or not isinstance(first.value, str):
+            return self.error(first.pos, f"{node.name}() takes a name in quotes, e.g. {node.name}('{next(iter(keys), 'name')}')")
+        found = keys.get(first.value)
+        if found is None:
+            known = ", ".join(sorted(keys)) or "none"
+            return self.error(first.pos, f"unknown {spec.params[0].name} '{first.value}'{_suggest(first.value, keys)} (declared: {known})")
+        if isinstance(found, str):
+            return self.error(first.pos, found)
+        return found
 
     def _arity(self, node: Call, spec: FunctionSpec) -> bool:
         required = sum(1 for p in spec.params if not p.optional)
@@ -210,7 +227,12 @@ class _Checker:
         if typed.values is None or not isinstance(other, Lit) or not isinstance(other.value, str):
             return
         if other.value not in typed.values:
-            name = field.name if isinstance(field, Name) else "this value"
+            if isinstance(field, Name):
+                name = field.name
+            elif isinstance(field, Call) and field.args and isinstance(field.args[0], Lit):
+                name = f"{field.name}('{field.args[0].value}')"
+            else:
+                name = "value here"
             shown = ", ".join(sorted(typed.values))
             self.error(other.pos, f"'{other.value}' is not a possible {name}{_suggest(other.value, typed.values)} (one of: {shown})")
 

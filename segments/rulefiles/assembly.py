@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from microseg.schemas.rulefile import RuleFileModel
 from microseg.segments.language import Problem
+from microseg.segments.rulefiles.declarations import Declarations
 from microseg.segments.rulefiles.positions import KeyPath
 from microseg.segments.rulefiles.rule_file import RuleFile
 from microseg.segments.rulefiles.sections import build_dimension, build_message, build_policy
@@ -29,10 +30,11 @@ def _iter_models(parts: list[RuleFile]) -> Iterator[tuple[RuleFile, RuleFileMode
             yield part, part.model
 
 
-def assemble(parts: list[RuleFile], version: str, names: tuple[str, ...], problems: list[Problem]) -> RuleSet:
+def assemble(parts: list[RuleFile], version: str, names: tuple[str, ...], problems: list[Problem], declared: Declarations | None = None) -> RuleSet:
     """Cross-file checks and the frozen RuleSet; adds to ``problems`` rather than raising.
 
-    ``version`` and ``names`` (the file names) are stored in the RuleSet as given.
+    ``version`` and ``names`` (the file names) are stored in the RuleSet as given, with the
+    ``declared`` event catalog, traits and registry.
     """
     segments: list[Segment] = []
     seen_segments: dict[str, str] = {}
@@ -100,6 +102,9 @@ def assemble(parts: list[RuleFile], version: str, names: tuple[str, ...], proble
         messages=tuple(messages),
         policy=policy,
         files=names,
+        traits=declared.traits if declared is not None else (),
+        registry=declared.registry if declared is not None and (declared.traits or declared.catalog.custom) else None,
+        catalog=declared.catalog if declared is not None else None,
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from microseg.segments.language import Problem, RuleError
 from microseg.segments.rulefiles.assembly import assemble
+from microseg.segments.rulefiles.declarations import declare
 from microseg.segments.rulefiles.rule_file import MAX_FILE_BYTES, RuleFile
 from microseg.segments.ruleset import RuleSet
 
@@ -72,8 +73,11 @@ def compile_rule_texts(files: Mapping[str, bytes | str], *, base: str | None = N
         part = RuleFile(shown)
         parts.append(part)
         part.load(data)
+    declared = declare(parts)
+    for part in parts:
+        part.compile_expressions(declared.registry)
         problems.extend(part.problems)
-    ruleset = assemble(parts, digest.hexdigest()[:12], tuple(sorted(files)), problems)
+    ruleset = assemble(parts, digest.hexdigest()[:12], tuple(sorted(files)), problems, declared)
     if problems:
         raise RuleError(sorted(set(problems)))
     return ruleset

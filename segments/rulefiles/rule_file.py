@@ -1,10 +1,10 @@
 """One rule file: its data with the position of every key and value, its compiled expressions, its problems.
 
 A ``RuleFile`` is filled by ``load(bytes)`` and never raises for what is in the file: every
-problem is collected in ``problems`` (``file:line:col`` with a message). Expressions are the
-scalars at the places the rule language is written (``when`` of segments, messages and
-dimension cases, ``of`` of dimensions); the data is validated against ``schemas.rulefile``
-section by section (``validation.validate``).
+problem is collected in ``problems`` (``file:line:col`` with a message). ``load`` validates the
+data against ``schemas.rulefile`` section by section (``validation.validate``); the rule
+expressions (``when`` of segments, messages and dimension cases, ``of`` of dimensions) are
+compiled afterwards by ``compile_expressions``, once the traits of every file are known.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from microseg.segments.language import Problem, RuleError, compile_expression
 from microseg.segments.rulefiles.marked_yaml import YamlProblem, compose, plain_scalar, position
 from microseg.segments.rulefiles.positions import KeyPath, TextLines, scalar_locator
 from microseg.segments.rulefiles.validation import validate
+from microseg.segments.fields import Registry
 from microseg.segments.ruleset import Expr, Origin
 
 __all__ = ["MAX_FILE_BYTES", "RuleFile"]
@@ -49,8 +50,8 @@ class RuleFile:
         self.key_marks: dict[KeyPath, tuple[int, int]] = {}
         self.exprs: dict[KeyPath, Expr] = {}
         self.scalars: dict[KeyPath, yaml.ScalarNode] = {}
-        self.kept: dict[str, list[int]] = {"segments": [], "messages": []}
-        self.loose_ids: dict[str, set[str]] = {"segments": set(), "messages": set()}
+        self.kept: dict[str, list[int]] = {"segments": [], "messages": [], "events": [], "traits": []}
+        self.loose_ids: dict[str, set[str]] = {"segments": set(), "messages": set(), "events": set(), "traits": set()}
         self.lines = TextLines.of("")
 
     def problem(self, where: tuple[int, int], message: str) -> None:
@@ -89,7 +90,6 @@ class RuleFile:
             self.problem(position(root.start_mark), "a rule file is a mapping that starts with 'version: 1'")
             return
         plain = self._data(root, ())
-        self._compile_expressions()
         self.model = validate(self, plain)
 
     def _data(self, node: yaml.Node, path: KeyPath) -> Any:
@@ -115,21 +115,33 @@ class RuleFile:
             return node.value
         return plain_scalar(node.value)
 
-    def _compile_expressions(self) -> None:
-        for path, node in self.scalars.items():
-            if not _is_expression_path(path):
-                continue
-            value: Any = node.value if node.style else plain_scalar(node.value)
-            if isinstance(value, bool):
-                value = "true" if value else "false"
-            if not isinstance(value, str) or not value.strip():
-                continue
-            locate = scalar_locator(self.lines, node, value)
-            origin = Origin(self.name, *locate(0))
-            try:
-                self.exprs[path] = compile_expression(value, origin=origin, expect_bool=path[-1] == "when", locate=locate)
-            except RuleError as exc:
-                self.problems.extend(exc.problems)
+    def compile_expressions(self, registry: Registry) -> None:
+        """Compile the rule expressions (``when``, ``of``) against ``registry``: the built-in
+        fields and the rule set's traits, which may be declared in another file."""
+        for path in self.scalars:
+            if _is_expression_path(path):
+                expr = self.expression(path, registry, expect_bool=path[-1] == "when")
+                if expr is not None:
+                    self.exprs[path] = expr
+
+    def expression(self, path: KeyPath, registry: Registry, *, expect_bool: bool) -> Expr | None:
+        """The expression at ``path`` compiled against ``registry``; None (its problems recorded)
+        when it does not compile or is not a non-empty text."""
+        node = self.scalars.get(path)
+        if node is None:
+            return None
+        value: Any = node.value if node.style else plain_scalar(node.value)
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, str) or not value.strip():
+            return None
+        locate = scalar_locator(self.lines, node, value)
+        origin = Origin(self.name, *locate(0))
+        try:
+            return compile_expression(value, origin=origin, expect_bool=expect_bool, locate=locate, registry=registry)
+        except RuleError as exc:
+            self.problems.extend(exc.problems)
+            return None
 
 
 def _is_expression_path(path: KeyPath) -> bool:

@@ -19,9 +19,14 @@ from microseg.schemas.rulefile import (
     DURATION_PATTERN,
     ID_PATTERN,
     LABEL_PATTERN,
+    NAME_PATTERN,
+    PROP_TYPE_PATTERN,
+    WINDOW_PATTERN,
+    EventDeclarationModel,
     MessageModel,
     RuleFileModel,
     SegmentModel,
+    TraitModel,
 )
 from microseg.segments.rulefiles.positions import KeyPath
 
@@ -30,13 +35,18 @@ if TYPE_CHECKING:
 
 __all__ = ["validate"]
 
-_ITEM_MODELS: dict[str, type[BaseModel]] = {"segments": SegmentModel, "messages": MessageModel}
+_ITEM_MODELS: dict[str, type[BaseModel]] = {
+    "segments": SegmentModel, "messages": MessageModel, "events": EventDeclarationModel, "traits": TraitModel,
+}
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {name: TypeAdapter(Annotated[field.annotation, field]) for name, field in RuleFileModel.model_fields.items()}
 _PATTERN_HINTS = {
     ID_PATTERN: "use lower-case letters, digits and _ only",
     LABEL_PATTERN: "labels use letters, digits, _, - and . only",
     DURATION_PATTERN: "write a duration like 14d, 12h or 30m",
     CLOCK_PATTERN: 'write a time as "HH:MM" (24-hour)',
+    NAME_PATTERN: "start with a lower-case letter; then lower-case letters, digits and _ only",
+    PROP_TYPE_PATTERN: "a prop type is string, number, bool or list[string], with '?' for optional (e.g. number?)",
+    WINDOW_PATTERN: "write a window like 7d, 6h or lifetime",
 }
 
 

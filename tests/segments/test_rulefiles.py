@@ -273,7 +273,7 @@ def test_directory_problems(tmp_path: Path) -> None:
 def test_json_schema_describes_the_file() -> None:
     schema = rulefile_json_schema()
     assert schema["title"] == "microseg rule file"
-    assert set(schema["properties"]) == {"version", "segments", "microsegments", "messages", "contact_policy"}
+    assert set(schema["properties"]) == {"version", "segments", "microsegments", "messages", "contact_policy", "events", "traits"}
     assert schema["required"] == ["version"]
 
 

@@ -12,7 +12,6 @@ import pytest
 from microseg.engine.tools.replay import replay
 from microseg.engine.tools.simulator import simulate
 from microseg.engine.tools.sinks import ListSink
-from microseg.schemas.events import decode_event
 from microseg.schemas.outputs import NextBestMessage, SegmentChange
 from microseg.segments.predictive import load_default_model
 from microseg.segments.step import Core
@@ -172,13 +171,14 @@ def test_incremental_evaluation_equals_full_evaluation(journeys: list[bytes], st
 
 def test_ticking_often_gives_the_same_changes_as_waiting_for_events(journeys: list[bytes], starter_core: Core) -> None:
     """Worker clocks tick at arbitrary moments; the emitted changes must not depend on when."""
-    last = max(decode_event(raw).t for raw in journeys)
+    decode = starter_core.ruleset.catalog.decode  # the starter rules declare props of their own
+    last = max(decode(raw).t for raw in journeys)
     lazy = ListSink()
     replay(journeys, starter_core, lazy, until=last)
     eager = ListSink()
     ticking: dict = {}
     for raw in journeys:
-        event = decode_event(raw)
+        event = decode(raw)
         for customer_id in list(ticking):
             result = starter_core.advance(customer_id, ticking[customer_id], event.t, inclusive=False)
             ticking[customer_id] = result.state
@@ -205,7 +205,7 @@ def test_state_round_trip_does_not_change_the_outcome(journeys: list[bytes], sta
     through_bytes = ListSink()
     states: dict = {}
     for raw in journeys:
-        event = decode_event(raw)
+        event = starter_core.ruleset.catalog.decode(raw)
         previous = states.get(event.customer_id)
         result = starter_core.on_event(None if previous is None else decode(previous), event)
         if not result.duplicate:
