@@ -5,6 +5,8 @@ acknowledging one message at a time (about 11k events/s at best), while a plain 
 fetching whole batches lets the same work run at the core's speed. Faust remains the process
 shell (web, timers, lifecycle); group membership for the input topic is Kafka's, through this
 consumer. Offsets are committed inside the runtime's lock, after outputs and state are durable.
+At start, input waits until the published rules have been read (at most ``RULES_WAIT_S``): input
+read under a stale rules directory would dead-letter custom event types and restart traits.
 """
 
 from __future__ import annotations
@@ -53,6 +55,15 @@ async def _rules_end(consumer: Any, topic: str) -> int | None:
     return int(ends.get(TopicPartition(topic, 0), 0))
 
 
+RULES_WAIT_S = 30.0
+"""How long the input waits at start for the published rules to be read."""
+
+
+def _rules_caught_up(runtime: Runtime) -> bool:
+    health = runtime.health
+    return health.rules_end is not None and health.rules_read >= health.rules_end
+
+
 async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, *, ready: asyncio.Event | None = None) -> None:
     """Consume the input topic in the worker group until cancelled."""
     topic = settings.input_topic
@@ -72,11 +83,19 @@ async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, 
 
     if ready is not None:
         ready.set()
+    rules_wait_until = time.monotonic() + RULES_WAIT_S
     try:
         while True:
             if runtime.health.rules_end is None and time.monotonic() > retry_rules_end:
                 runtime.health.rules_end = await _rules_end(consumer, settings.rules_topic)
                 retry_rules_end = time.monotonic() + 5
+            if rules_wait_until and not _rules_caught_up(runtime):
+                # Input read under stale rules would dead-letter custom event types and restart traits
+                if time.monotonic() < rules_wait_until:
+                    await asyncio.sleep(0.05)
+                    continue
+                log.warning("the rules topic %s was not read within %.0f s; processing input under rules %s", settings.rules_topic, RULES_WAIT_S, runtime.ruleset.version)
+            rules_wait_until = 0.0
             try:
                 batches = await consumer.getmany(timeout_ms=int(settings.batch_within_s * 1000), max_records=settings.max_batch)
             except KafkaError as exc:

@@ -28,6 +28,9 @@ class Metrics:
         self.rejected = Counter("microseg_events_rejected_total", "Input records sent to the dead-letter topic, by reason.", ["reason"], registry=r)
         self.duplicates = Counter("microseg_events_duplicate_total", "Input events recognised as already applied.", registry=r)
         self.after_erasure = Counter("microseg_events_after_erasure_total", "Events for erased customers, dropped.", registry=r)
+        self.trait_values_dropped = Counter(
+            "microseg_trait_values_dropped_total", "Values distinct_count/most_frequent traits could not keep (64 per customer and trait).", registry=r
+        )
         self.state_errors = Counter("microseg_state_errors_total", "Stored customer states that could not be read.", registry=r)
         self.processing_seconds = Histogram(
             "microseg_processing_seconds", "Core time per event (fold, rules, diff, decision), averaged over each partition's share of a batch.", buckets=_STEP_BUCKETS, registry=r

@@ -238,6 +238,8 @@ class Runtime:
             metrics.duplicates.inc(out.duplicates)
         if out.after_erasure:
             metrics.after_erasure.inc(out.after_erasure)
+        if out.dropped_values:
+            metrics.trait_values_dropped.inc(out.dropped_values)
         if self.tasks.unreadable:
             metrics.state_errors.inc(self.tasks.unreadable)
             self.tasks.unreadable = 0
