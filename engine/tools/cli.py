@@ -179,12 +179,16 @@ class _CountingSink:
     """Counts what a preview would emit without keeping every record."""
 
     def __init__(self) -> None:
+        from microseg.engine.tools.flaps import FlapCounter
+
         self.moves: Counter[tuple[str, str]] = Counter()
         self.causes: Counter[str] = Counter()
         self.message_counts: Counter[str] = Counter()
         self.rejected = 0
+        self.flaps = FlapCounter()
 
     def changes(self, records: Any) -> None:
+        self.flaps.add(records)
         for record in records:
             self.moves[(record["segment"], record["change"])] += 1
             self.causes["tick" if record["cause"] == "tick" else "event"] += 1
@@ -200,6 +204,30 @@ class _CountingSink:
 def _cell_histogram(sizes: Counter[str]) -> list[tuple[str, int]]:
     bands = [("1", 1, 1), ("2", 2, 2), ("3-5", 3, 5), ("6-20", 6, 20), ("21-100", 21, 100), ("101+", 101, 10**12)]
     return [(name, sum(1 for n in sizes.values() if lo <= n <= hi)) for name, lo, hi in bands]
+
+
+def _trait_table(core: Any, states: dict[str, Any]) -> Any:
+    """Each trait's distribution over the customers at their last evaluation: numbers as
+    min / median / p95 / max, other values as the most common ones (to pick thresholds)."""
+    from rich.table import Table
+
+    table = Table(title="Traits (value per customer at the end of the input)")
+    for column in ("trait", "customers with a value", "min", "median", "p95", "max / most common"):
+        table.add_column(column, justify="left" if column == "trait" else "right")
+    live = [state for state in states.values() if not state.erased]
+    for trait in core.ruleset.traits:
+        values = [core.view(state.dna, state.evaluated_at)[trait.id] for state in live]
+        present = [v for v in values if v is not None and v != 0]
+        numbers = sorted(v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool))
+        if numbers and len(numbers) == sum(1 for v in values if v is not None):
+            def at(q: float) -> str:
+                return f"{numbers[min(len(numbers) - 1, int(q * len(numbers)))]:g}"
+
+            table.add_row(trait.id, str(len(present)), f"{numbers[0]:g}", at(0.5), at(0.95), f"{numbers[-1]:g}")
+        else:
+            common = Counter(str(v) for v in values if v is not None).most_common(3)
+            table.add_row(trait.id, str(len(present)), "", "", "", ", ".join(f"{v} ({n})" for v, n in common) or "-")
+    return table
 
 
 @rules_app.command("preview")
@@ -252,6 +280,12 @@ def rules_preview(
         f"({sink.causes['tick']} by time alone), {sink.moves[('micro', 'moved')]} micro moves; "
         f"messages: {dict(sink.message_counts) or 0}; rejected lines: {stats.rejected}"
     )
+    if ruleset.traits:
+        console.print(_trait_table(core, states))
+    from microseg.engine.tools.flaps import flap_table
+
+    if (flapping := flap_table(sink.flaps)) is not None:
+        console.print(flapping)
     empty = [s.id for s in ruleset.segments if population[s.id] == 0 and sink.moves[(s.id, 'entered')] == 0]
     if empty:
         console.print(f"[yellow]never entered on this data:[/] {', '.join(empty)}")
