@@ -1,6 +1,7 @@
 """One customer's journey: a generator that plans one local day at a time into its own heap of events.
 
-Sign-up, visits (sessions, page views, carts, checkouts, purchases), store and phone orders,
+Sign-up (at once, or for some customers on a later visit after browsing without an account),
+visits (sessions, numbered page views, carts, checkouts, purchases, some with a coupon), store and phone orders,
 campaigns by the weekly calendar, support contacts, surveys, reviews, referrals, refunds,
 profile changes, going quiet and erasure; see docs/simulator.md. Times are epoch seconds;
 amounts are in the currency's main unit.
@@ -20,12 +21,15 @@ from microseg.engine.tools.simulator.world import (
     AGE_BANDS,
     CALENDAR,
     CATEGORIES,
+    COUPONS,
     DAY,
     ERASURE_EVERY,
     PRODUCTS,
     PRODUCTS_PER_CATEGORY,
     REFERRERS,
+    SIGNUP_VISIT_P,
     SUPPORT_TOPICS,
+    THEME_COUPONS,
     THEMES,
     World,
 )
@@ -44,7 +48,7 @@ class CustomerJourney:
     __slots__ = (
         "idx", "cid", "p", "w", "r", "tz", "off", "zone", "currency", "country", "start", "quiet_at",
         "erase_at", "pend", "seq", "orders", "last_channel", "favs", "consent", "preferred", "tier",
-        "mix_names", "mix_cum", "exp_visits", "exp_support", "switch_count",
+        "mix_names", "mix_cum", "exp_visits", "exp_support", "switch_count", "account",
     )
 
     def __init__(self, idx: int, persona: Persona, world: World, start: int, zone: tuple[str, str, str, float]) -> None:
@@ -87,6 +91,7 @@ class CustomerJourney:
         self.tier = persona.tiers[int(r() * len(persona.tiers))]
         self.exp_visits = math.exp(-persona.visits_per_day)
         self.exp_support = math.exp(-persona.support_per_day)
+        self.account = r() >= persona.anon_p
 
     def emit(self, ts: int, kind: str, channel: str | None, device: str | None, props: dict[str, Any]) -> None:
         self.seq += 1
@@ -154,20 +159,31 @@ class CustomerJourney:
         return PRODUCTS[cat][min(int(x * PRODUCTS_PER_CATEGORY), PRODUCTS_PER_CATEGORY - 1)]
 
     def _signup(self, ts: int) -> None:
-        p, r, emit = self.p, self.r, self.emit
+        """The first visit: a sign-up, or (``Persona.anon_p``) a web or app visit without an account."""
         channel = self._pick_channel()
         if channel == "call_center":
             channel = "web"
         device = self._device(channel)
+        if not self.account and channel != "store":
+            self._browse(ts, channel, device, None, self.p.pages_mean)
+            return
+        self._join(ts, channel, device)
+
+    def _join(self, ts: int, channel: str, device: str | None) -> None:
+        """A sign-up: a ``/signup`` visit (none in a store), the account, the profile and the consents."""
+        p, r, emit = self.p, self.r, self.emit
+        self.account = True
         referrer = "social" if r() < 0.15 else REFERRERS[int(r() * len(REFERRERS))]
         signup = "social" if referrer == "social" and channel == "web" else channel
         t = ts
         if channel != "store":
             emit(t, "session_started", channel, device, {"page": "/", "referrer": referrer})
             t += 3 + int(r() * 40)
-            emit(t, "page_view", channel, device, {"page": "/signup", "duration_s": 35})
+            emit(t, "page_view", channel, device, {"page": "/signup", "duration_s": 35, "page_number": 1})
             t += 35
         emit(t, "account_created", channel, device, {"signup_channel": signup})
+        if channel != "store":
+            emit(t + 1, "page_view", channel, device, {"page": "/welcome", "duration_s": 20, "page_number": 2})
         t += 2
         emit(t, "profile_updated", channel, device, {
             "timezone": self.zone,
@@ -202,6 +218,8 @@ class CustomerJourney:
                     self._support(ts, "call_center")
                 else:
                     self._checkout(ts, "call_center", None, [self._line()], None, force=True)
+            elif not self.account and r() < SIGNUP_VISIT_P:
+                self._join(ts, channel, self._device(channel))
             else:
                 self._browse(ts, channel, self._device(channel), None, p.pages_mean)
         if r() > self.exp_support:
@@ -251,33 +269,40 @@ class CustomerJourney:
         return {"product_id": pid, "category": cat, "quantity": qty, "price": price}
 
     def _browse(self, ts: int, channel: str, device: str | None, campaign: dict[str, Any] | None, pages_mean: float) -> None:
-        """A web or app visit: landing, page views seconds apart, maybe a cart, a checkout, a purchase."""
+        """A web or app visit: landing, page views seconds apart, maybe a cart, a checkout, a purchase.
+
+        A share ``bounce_p`` of visits end on the landing page; the others see 2 to 25 pages.
+        Page views carry ``page_number`` (1 for the landing page), as trackers number a visit's pages.
+        """
         p, r, emit = self.p, self.r, self.emit
         referrer = "campaign" if campaign else REFERRERS[int(r() * len(REFERRERS))]
         landing = "/deals" if campaign else "/"
         emit(ts, "session_started", channel, device, {"page": landing, "referrer": referrer})
         pages = 1
-        while pages < 25 and r() < 1.0 - 1.0 / max(pages_mean, 1.0):
-            pages += 1
+        if r() >= p.bounce_p:
+            pages = 2
+            while pages < 25 and r() < 1.0 - 1.0 / max(pages_mean, 1.0):
+                pages += 1
         t = ts
         cat = self._category()
         viewed: list[tuple[str, str, float]] = []
         for i in range(pages):
             dwell = 4 + int(r() * r() * 120)
             if i == 0:
-                emit(t, "page_view", channel, device, {"page": landing, "duration_s": dwell})
+                emit(t, "page_view", channel, device, {"page": landing, "duration_s": dwell, "page_number": 1})
             elif r() < 0.55:
                 if r() < 0.3:
                     cat = self._category()
                 pid, price = self._product(cat)
                 viewed.append((pid, cat, price))
-                emit(t, "page_view", channel, device, {"page": f"/product/{pid}", "category": cat, "duration_s": dwell})
+                emit(t, "page_view", channel, device,
+                     {"page": f"/product/{pid}", "category": cat, "duration_s": dwell, "page_number": i + 1})
                 emit(t + 1, "product_viewed", channel, device, {"product_id": pid, "category": cat, "price": price})
             else:
                 page = f"/c/{cat}" if r() < 0.6 else "/search" if r() < 0.7 else "/account"
                 emit(t, "page_view", channel, device,
-                     {"page": page, "category": cat, "duration_s": dwell} if page.startswith("/c/")
-                     else {"page": page, "duration_s": dwell})
+                     {"page": page, "category": cat, "duration_s": dwell, "page_number": i + 1} if page.startswith("/c/")
+                     else {"page": page, "duration_s": dwell, "page_number": i + 1})
             t += dwell + 1
         boost = p.convert_p if campaign else 0.0
         if not viewed or r() >= p.cart_p + boost:
@@ -308,7 +333,12 @@ class CustomerJourney:
             ts += 30 + int(r() * 150)
         self.orders += 1
         order = f"o-{self.idx:06d}-{self.orders}"
-        emit(ts, "purchase", channel, device, {"order_id": order, "amount": value, "currency": self.currency, "items": lines})
+        props: dict[str, Any] = {"order_id": order, "amount": value, "currency": self.currency, "items": lines}
+        if campaign and r() < 0.7:
+            props["coupon"] = THEME_COUPONS[campaign["campaign_id"].split("-", 3)[3]]
+        elif not campaign and r() < p.coupon_p:
+            props["coupon"] = COUPONS[int(r() * len(COUPONS))]
+        emit(ts, "purchase", channel, device, props)
         if campaign:
             emit(ts + 1, "campaign_converted", channel, device, dict(campaign))
         self._after_purchase(ts, order, value, lines)

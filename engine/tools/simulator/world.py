@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "DAY", "CATEGORIES", "CHANNELS", "ERASURE_EVERY", "TIMEZONES", "PRICE_RANGE", "PRODUCTS_PER_CATEGORY", "PRODUCTS",
-    "ACTIVE_HOURS", "CALENDAR", "THEMES", "SUPPORT_TOPICS", "REFERRERS", "AGE_BANDS", "World",
+    "ACTIVE_HOURS", "CALENDAR", "THEMES", "THEME_COUPONS", "COUPONS", "SIGNUP_VISIT_P", "SUPPORT_TOPICS", "REFERRERS",
+    "AGE_BANDS", "World",
 ]
 
 
@@ -85,6 +86,15 @@ CALENDAR: dict[int, tuple[tuple[str, int], ...]] = {
 }
 
 THEMES = ("new-arrivals", "weekend-deals", "loyalty-rewards", "flash-sale", "back-in-stock", "seasonal-picks")
+
+THEME_COUPONS = dict(zip(THEMES, ("NEW10", "WEEKEND15", "LOYAL20", "FLASH25", "BACK10", "SEASON15")))
+"""The coupon code a campaign of each theme hands out; most purchases from its click use it."""
+
+COUPONS = ("WELCOME10", "SAVE10", "FREESHIP")
+"""Codes used on purchases outside campaigns (``Persona.coupon_p``)."""
+
+SIGNUP_VISIT_P = 0.3
+"""Chance that a later web or app visit of a customer without an account (``Persona.anon_p``) is the sign-up."""
 
 SUPPORT_TOPICS = ("delivery", "refund", "damaged_item", "billing", "account", "order_status")
 

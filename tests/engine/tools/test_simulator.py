@@ -137,6 +137,45 @@ def test_journeys_follow_a_plausible_order(run300: list[dict[str, Any]]) -> None
     assert set(first_type.values()) <= {"session_started", "account_created"}
 
 
+def test_visits_number_their_pages_and_some_end_on_the_landing_page(run300: list[dict[str, Any]]) -> None:
+    """``page_number`` counts a visit's page views from 1 (what the starter ``bouncer`` reads): one
+    landing page per session, and a share of visits with no second page."""
+    numbers = Counter(ev["props"]["page_number"] for ev in run300 if ev["type"] == "page_view")
+    sessions = sum(ev["type"] == "session_started" for ev in run300)
+    assert numbers[1] == sessions and min(numbers) == 1 and max(numbers) <= 25
+    assert all(numbers[n] >= numbers[n + 1] for n in range(1, 25))
+    single = (numbers[1] - numbers[2]) / numbers[1]
+    assert 0.15 < single < 0.5
+
+
+def test_some_purchases_carry_a_coupon(run300: list[dict[str, Any]]) -> None:
+    from microseg.engine.tools.simulator.world import COUPONS, THEME_COUPONS
+
+    codes = Counter(ev["props"].get("coupon") for ev in run300 if ev["type"] == "purchase")
+    used = sum(n for code, n in codes.items() if code is not None)
+    assert 0.03 * sum(codes.values()) < used < 0.5 * sum(codes.values())
+    assert set(codes) - {None} <= set(COUPONS) | set(THEME_COUPONS.values())
+    assert set(codes) & set(COUPONS) and set(codes) & set(THEME_COUPONS.values())
+
+
+def test_some_customers_browse_for_days_before_their_account() -> None:
+    """Prospects: a share of customers visit without an account first (the starter ``stage_prospect``)."""
+    who, counts, events = _per_customer(400, 60, 2)
+    first_seen: dict[str, float] = {}
+    signed_up: dict[str, float] = {}
+    for ev in events:
+        first_seen.setdefault(ev["customer_id"], _t(ev))
+        if ev["type"] == "account_created":
+            signed_up.setdefault(ev["customer_id"], _t(ev))
+    later = [cid for cid, t in signed_up.items() if t - first_seen[cid] > 86_400]
+    never = [cid for cid in first_seen if cid not in signed_up and counts[cid]["purchase"] == 0]
+    assert later and never
+    assert sum(who[cid] == "new_browser" for cid in later + never) > len(later + never) / 2
+    assert all(who[cid] != "lapsing_high_value" for cid in later + never)
+    for cid in later:
+        assert counts[cid]["campaign_delivered"] == 0 or counts[cid]["consent_changed"] > 0
+
+
 def test_activity_follows_the_local_daily_rhythm(run300: list[dict[str, Any]]) -> None:
     hours = Counter(datetime.fromisoformat(ev["ts"]).hour for ev in run300 if ev["type"] == "session_started")
     night = sum(hours[h] for h in range(0, 6))
