@@ -124,11 +124,10 @@ def touched(before: Dna, event: Event, evaluated_at: float, registry: Registry |
     return names | extra if extra else names
 
 
-def fold_traits(dna: Dna, event: Event, traits: tuple[Trait, ...], ids: frozenset[str]) -> int:
+def fold_traits(dna: Dna, event: Event, traits: tuple[Trait, ...]) -> int:
     """Fold ``event`` into the computed traits that read its type (``traits``), on ``dna``, a copy
-    ``fold`` returned (its ``traits`` table is replaced, never changed in place). States of traits
-    no longer in the rule set (``ids``: the current trait ids) are dropped when the table is
-    rewritten. Returns how many values were dropped for ``traits.MAX_VALUES``."""
+    ``fold`` returned (its ``traits`` table is replaced, never changed in place). Returns how many
+    values were dropped for ``traits.MAX_VALUES``."""
     table = dna.traits
     changed: dict[str, list[Any]] | None = None
     dropped = 0
@@ -140,7 +139,7 @@ def fold_traits(dna: Dna, event: Event, traits: tuple[Trait, ...], ids: frozense
             dropped += 1
         if new is not stored and new is not None:
             if changed is None:
-                changed = {key: value for key, value in table.items() if key in ids}
+                changed = dict(table)
             changed[trait.id] = new
     if changed is not None:
         dna.traits = changed

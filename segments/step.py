@@ -180,7 +180,7 @@ class Core:
         if event.type == "erasure_requested":
             return self._erase(customer_id, previous, max(event.t, previous.evaluated_at), event.event_id, result)
         traits = self._traits_by_type.get(event.type)
-        dropped = fold_traits(dna, event, traits, self._trait_ids) if traits is not None else 0
+        dropped = fold_traits(dna, event, traits) if traits is not None else 0
         kept = dna.traits
         if kept and not self._trait_ids.issuperset(kept):  # traits the rules no longer declare
             dna.traits = {name: value for name, value in kept.items() if name in self._trait_ids}

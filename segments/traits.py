@@ -34,6 +34,8 @@ __all__ = [
     "HOUR_UNIT",
     "Trait",
     "EventContext",
+    "event_prop",
+    "trait_reader",
     "fold_trait",
     "trait_value",
     "next_expiry",
@@ -82,11 +84,30 @@ class EventContext(dict[str, Any]):
     props: Any
 
     def __init__(self, event: Event) -> None:
-        super().__init__(type=event.type, channel=event.channel, device=event.device)
+        # Item by item: a keyword call to dict.__init__ costs several times as much, per event
+        self["type"] = event.type
+        self["channel"] = event.channel
+        self["device"] = event.device
         self.props = event.props
 
     def prop(self, name: str) -> Any:
         return getattr(self.props, name, None)
+
+
+def event_prop(ctx: EventContext, name: str) -> Any:
+    """``prop(name)`` as the rule language calls it (``FunctionSpec.impl``)."""
+    return getattr(ctx.props, name, None)
+
+
+def trait_reader(trait: Trait) -> Callable[[Any], Any]:
+    """The trait's ``FieldSpec.compute``: its value in a DNA view (``segments.view.DnaView``) at
+    the view's instant."""
+    name = trait.id
+
+    def read(view: Any) -> Any:
+        return trait_value(view.dna.traits.get(name), trait, view.now)
+
+    return read
 
 
 def fold_trait(stored: list[Any] | None, trait: Trait, event: Event, ctx: EventContext) -> tuple[list[Any] | None, bool]:

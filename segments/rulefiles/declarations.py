@@ -39,8 +39,7 @@ from microseg.segments.fields import (
 )
 from microseg.segments.rulefiles.positions import KeyPath
 from microseg.segments.rulefiles.rule_file import RuleFile
-from microseg.segments.traits import DAY_UNIT, HOUR_UNIT, EventContext, Trait, trait_value
-from microseg.segments.view import DnaView
+from microseg.segments.traits import DAY_UNIT, HOUR_UNIT, Trait, event_prop, trait_reader
 
 __all__ = ["Declarations", "declare", "event_registry", "MONEY_PROPS", "MAX_DAYS", "MAX_HOURS"]
 
@@ -174,10 +173,6 @@ def _no_compute(view: Any) -> Any:  # pragma: no cover - event names are read fr
     return None
 
 
-def _prop(ctx: EventContext, name: str) -> Any:
-    return ctx.prop(name)
-
-
 def event_registry(catalog: EventCatalog, kinds: list[str]) -> Registry:
     """What ``where`` and ``value`` of a trait over ``kinds`` can read (an ``EventContext``)."""
     fields = (
@@ -186,7 +181,7 @@ def event_registry(catalog: EventCatalog, kinds: list[str]) -> Registry:
         FieldSpec("device", STRING_OR_NULL, "The event's device; null if none.", "event", _no_compute),
     )
     prop = FunctionSpec(
-        "prop", (ParamSpec("prop", STRING),), STRING_OR_NULL, "A prop of the event.", "event", _prop, keyed=_merged_props(catalog, kinds)
+        "prop", (ParamSpec("prop", STRING),), STRING_OR_NULL, "A prop of the event.", "event", event_prop, keyed=_merged_props(catalog, kinds)
     )
     return Registry(fields, (prop,))
 
@@ -210,15 +205,6 @@ def _trait_type(aggregate: str, value: ValueType | None) -> ValueType:
         return NUMBER_OR_NULL
     assert value is not None
     return ValueType(value.kind, True, value.item, value.values)
-
-
-def _compute(trait: Trait) -> Any:
-    name = trait.id
-
-    def compute(view: DnaView) -> Any:
-        return trait_value(view.dna.traits.get(name), trait, view.now)
-
-    return compute
 
 
 def _trait(part: RuleFile, i: int, model: TraitModel, catalog: EventCatalog) -> tuple[Trait, ValueType] | None:
@@ -307,6 +293,6 @@ def declare(parts: list[RuleFile]) -> Declarations:
         traits.append(trait)
         doc = trait.description or f"{trait.aggregate} over {', '.join(sorted(trait.events))}"
         time = (TraitWindow(trait.id),) if not trait.lifetime else ()
-        specs.append(FieldSpec(trait.id, type_, doc, "traits", _compute(trait), time, trait.events))
+        specs.append(FieldSpec(trait.id, type_, doc, "traits", trait_reader(trait), time, trait.events))
     custom = [kind for kind in catalog.types if kind not in PROPS_BY_TYPE]
     return Declarations(catalog, tuple(traits), BUILTINS.extended(fields=specs, events=custom))
