@@ -160,3 +160,27 @@ def test_unreachable_broker_is_one_line_within_5_s_and_exit_2(command: list[str]
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [f"error: cannot reach the broker at 127.0.0.1:{port}: Connection refused"], done.stderr
     assert seconds < 5.0
+
+
+def test_rules_preview_shows_trait_distributions(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "traits.yaml").write_text(
+        "version: 1\n"
+        "traits:\n"
+        "  - {id: views_7d, events: [product_viewed], aggregate: count, window: 7d}\n"
+        "  - {id: last_category, events: [product_viewed], aggregate: last, value: \"prop('category')\"}\n"
+        "segments:\n"
+        "  - {id: browsing, when: views_7d >= 2}\n"
+    )
+    events = tmp_path / "events.jsonl"
+    lines = [event_bytes(f"c{i}", "product_viewed", f"2026-03-0{1 + i}T10:00:00Z", product_id="p", category="shoes" if i else "hats") for i in range(3)]
+    lines.append(event_bytes("c2", "product_viewed", "2026-03-03T11:00:00Z", product_id="p", category="shoes"))
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    result = runner.invoke(app, ["rules", "preview", str(rules), "--events", str(events), "--no-model"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "views_7d" in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells == ["views_7d", "3", "1", "1", "2", "2"]
+    category = [cell.strip() for cell in next(line for line in result.stdout.splitlines() if "last_category" in line).split("│")[1:-1]]
+    assert category[0] == "last_category" and category[-1] == "shoes (2), hats (1)"
