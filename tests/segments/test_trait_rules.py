@@ -170,3 +170,34 @@ def test_a_segment_may_read_a_trait_declared_in_another_file() -> None:
     view(j, "c1", "shoes", "2026-03-01T10:00:00Z")
     view(j, "c1", "hats", "2026-03-01T11:00:00Z")
     assert j.segments("c1") == ("browsing",)
+
+
+@pytest.mark.parametrize(
+    ("aggregate", "value", "condition", "exit_at"),
+    [
+        ("count", None, ">= 2", "2026-03-03T00:00:00Z"),
+        ("sum", "prop('price')", ">= 30", "2026-03-03T00:00:00Z"),
+        ("avg", "prop('price')", ">= 15", "2026-03-04T00:00:00Z"),
+        ("min", "prop('price')", "<= 10", "2026-03-03T00:00:00Z"),
+        ("max", "prop('price')", ">= 20", "2026-03-04T00:00:00Z"),
+        ("distinct_count", "prop('category')", ">= 2", "2026-03-03T00:00:00Z"),
+        ("first", "prop('category')", "== 'hats'", "2026-03-03T00:00:00Z"),
+        ("last", "prop('category')", "== 'shoes'", "2026-03-04T00:00:00Z"),
+        ("most_frequent", "prop('category')", "== 'hats'", "2026-03-03T00:00:00Z"),
+    ],
+)
+def test_every_aggregate_leaves_its_two_day_window_at_midnight_by_a_tick(aggregate: str, value: str | None, condition: str, exit_at: str) -> None:
+    """hats at 10.00 on 03-01, shoes at 20.00 on 03-02: a 2d window drops the first at 03-03T00:00Z
+    and the second at 03-04T00:00Z; the segment leaves at whichever instant makes it false."""
+    value_line = f", value: \"{value}\"" if value else ""
+    rules = (
+        "version: 1\ntraits:\n"
+        f"  - {{id: t, events: [product_viewed], aggregate: {aggregate}{value_line}, window: 2d}}\n"
+        f"segments:\n  - {{id: s, when: \"t {condition}\"}}\n"
+    )
+    j = Journey(rules)
+    j.send("c1", "product_viewed", "2026-03-01T10:00:00Z", product_id="p", category="hats", price=10.0)
+    j.send("c1", "product_viewed", "2026-03-02T20:00:00Z", product_id="p", category="shoes", price=20.0)
+    assert j.segments("c1") == ("s",)
+    j.until("2026-03-10T00:00:00Z")
+    assert j.moves("c1", "s")[-1] == ("exited", exit_at, "tick")
