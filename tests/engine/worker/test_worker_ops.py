@@ -58,6 +58,7 @@ def test_running_worker_ticks_explains_measures_publishes_and_erases(
     worker.wait_assigned()
     now = time.time()
     cart_at = now - 3600 + 4
+    order_at = now - 31 * 86_400 + 3  # cust-b's only order turns 31 days old at now + 3 s
     send_events(
         broker,
         settings.input_topic,
@@ -65,7 +66,7 @@ def test_running_worker_ticks_explains_measures_publishes_and_erases(
             {"event_id": "a1", "customer_id": "cust-a", "type": "session_started", "ts": iso(cart_at - 60), "channel": "web"},
             {"event_id": "a2", "customer_id": "cust-a", "type": "cart_updated", "ts": iso(cart_at), "channel": "web",
              "props": {"product_id": "p1", "category": "shoes", "quantity": 2, "cart_value": 180.0}},
-            {"event_id": "b1", "customer_id": "cust-b", "type": "purchase", "ts": iso(now - 10), "channel": "app",
+            {"event_id": "b1", "customer_id": "cust-b", "type": "purchase", "ts": iso(order_at), "channel": "app",
              "props": {"order_id": "o1", "amount": 42.0}},
             *[
                 {"event_id": f"c{k}", "customer_id": "cust-c", "type": "purchase", "ts": iso(now - (120 - 3 * k) * 86_400),
@@ -87,11 +88,16 @@ def test_running_worker_ticks_explains_measures_publishes_and_erases(
 
     status, explained = _request(worker.port, "/customers/cust-a")
     assert status == 200
-    assert "cart_abandoner" in explained["segments"] and "big_open_cart" not in explained["segments"]
+    assert "cart_abandoner" in explained["segments"]
+    assert "big_cart_abandoner" not in explained["segments"], "a cart of today (UTC) counts for it from the next midnight"
     assert explained["dna"]["open_cart_value"] is None, "an abandoned cart is no longer open"
     assert {"message": "cart_reminder", "reason": "consent"} in [{k: h[k] for k in ("message", "reason")} for h in explained["held_back"]]
-    big = [c for c in consume(broker, settings.changes_topic, until=lambda got: True, timeout=5) if c["segment"] == "big_open_cart"]
-    assert [(c["change"], c["cause"]) for c in big] == [("entered", "a2"), ("exited", "tick")]
+    # time alone also takes customers out: rfm_new ends when the only order turns 31 days old
+    def rfm_new(got: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+        return [(c["change"], c["cause"], c["at"]) for c in got if c["segment"] == "rfm_new" and c["customer_id"] == "cust-b"]
+
+    moves = rfm_new(consume(broker, settings.changes_topic, until=lambda got: len(rfm_new(got)) >= 2))
+    assert moves == [("entered", "b1", iso(order_at)), ("exited", "tick", iso(order_at + 31 * 86_400))]
     assert any(w["id"] == "cart_abandoner" and w["when"].startswith("carts_abandoned_30d") for w in explained["why"])
     assert _request(worker.port, "/customers/cust-a", token=None)[0] == 401
     import os
