@@ -12,6 +12,7 @@ import typer
 
 from microseg.engine.startup import packaged_rules_dir
 from microseg.engine.tools.fit import fit_command
+from microseg.engine.tools.importer import import_command
 from microseg.engine.tools.simulator import simulate_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="microseg: behavioral-DNA micro-segmentation")
@@ -26,6 +27,7 @@ def _root() -> None:
 
 app.command("simulate")(simulate_command)
 app.command("fit")(fit_command)
+app.command("import")(import_command)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -449,8 +451,8 @@ def explain_command(
 
 @app.command("bench")
 def bench_command(
-    events: Annotated[int, typer.Option("--events", min=1, help="Input events pre-loaded for the throughput run.")] = 200_000,
-    customers: Annotated[int, typer.Option("--customers", min=1, help="Simulated customers.")] = 20_000,
+    events: Annotated[Optional[int], typer.Option("--events", min=1, help="Input events pre-loaded for the throughput run (default 200000; with --data: the whole file).")] = None,
+    customers: Annotated[Optional[int], typer.Option("--customers", min=1, help="Simulated customers (default 20000; not with --data).")] = None,
     rules: Annotated[Optional[Path], typer.Option("--rules", file_okay=False, help="Rules directory (default: the starter rules).")] = None,
     partitions: Annotated[int, typer.Option("--partitions", min=1, help="Partitions of the bench topics.")] = 4,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -460,21 +462,34 @@ def bench_command(
     latency_rate: Annotated[float, typer.Option("--latency-rate", min=0, help="Offered load of the latency phase (events/s; 0 = skip).")] = 5_000.0,
     latency_seconds: Annotated[float, typer.Option("--latency-seconds", min=0, help="Length of the latency phase.")] = 10.0,
     profile: Annotated[Optional[Path], typer.Option("--profile", dir_okay=False, help="py-spy the worker during the throughput run (collapsed stacks).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Simulator seed.")] = 7,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Simulator seed (default 7; not with --data).")] = None,
+    data: Annotated[
+        Optional[Path],
+        typer.Option("--data", exists=True, dir_okay=False, help="Run on this file instead of simulated events: JSONL events, or a CSV/CDNOW purchase history (imported as 'microseg import' does)."),
+    ] = None,
 ) -> None:
     """Measure one worker end to end (and its ceilings) on the configured or an embedded broker."""
     import orjson
 
     from microseg.engine.tools.bench import BenchConfig, print_table, run_bench, run_scale
+    from microseg.errors import MicrosegError
 
-    cfg = BenchConfig(events=events, customers=customers, rules_dir=rules, partitions=partitions, latency_rate=latency_rate,
-                      latency_seconds=latency_seconds, peer=peer, seed=seed, profile=profile, progress=not json_out)
+    if data is not None:
+        simulated_only = [name for name, given in (("--customers", customers), ("--seed", seed), ("--scale", scale or None)) if given is not None]
+        if simulated_only:
+            _fail(f"{', '.join(simulated_only)}: only for the simulated input; with --data the file is the input (leave them out)")
+    cfg = BenchConfig(events=events, customers=customers or 20_000, rules_dir=rules,
+                      partitions=partitions, latency_rate=latency_rate, latency_seconds=latency_seconds, peer=peer,
+                      seed=7 if seed is None else seed, profile=profile, progress=not json_out, data=data)
     settings = _settings()
     if scale:
         report = run_scale(cfg, out, settings)
         typer.echo(orjson.dumps(report).decode() if json_out else (out / "scale.md").read_text())
         return
-    result = run_bench(cfg, settings)
+    try:
+        result = run_bench(cfg, settings)
+    except MicrosegError as exc:
+        _fail(str(exc))
     if json_out:
         typer.echo(orjson.dumps(result).decode())
     else:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchConfig", "TARGETS", "check_targets"]
+__all__ = ["BenchConfig", "TARGETS", "DEFAULT_EVENTS", "check_targets"]
 
 
 TARGETS = {
@@ -22,14 +22,22 @@ TARGETS = {
     "scale_segments_cost": 2.0,
 }
 
+DEFAULT_EVENTS = 200_000
+"""Simulated events pre-loaded when ``BenchConfig.events`` is None and there is no data file."""
+
 
 @dataclass
 class BenchConfig:
     """One run: ``events`` pre-loaded for ``customers`` on ``partitions``; the latency phase offers
     ``latency_rate`` events/s for ``latency_seconds`` (0 skips it); ``profile`` is a py-spy output
-    path; ``raw``/``replay``/``peer`` switch those phases; ``worker_timeout_s`` bounds the worker's run."""
+    path; ``raw``/``replay``/``peer`` switch those phases; ``worker_timeout_s`` bounds the worker's run.
 
-    events: int = 200_000
+    With ``data`` (a JSON-lines event file, or a purchase history ``microseg import`` reads) the
+    input is that file instead of the simulator's (``customers`` and ``seed`` are not used):
+    ``events`` = its first lines (None: all of them), the latency phase the lines after those.
+    Without ``data``, None means ``DEFAULT_EVENTS``."""
+
+    events: int | None = 200_000
     customers: int = 20_000
     rules_dir: Path | None = None
     partitions: int = 4
@@ -42,6 +50,7 @@ class BenchConfig:
     raw: bool = True
     replay: bool = True
     worker_timeout_s: float = 900.0
+    data: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

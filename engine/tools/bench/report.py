@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["print_table"]
+__all__ = ["print_table", "data_line"]
 
 
 _ROWS = (
@@ -20,13 +20,27 @@ _ROWS = (
 )
 
 
+def data_line(data: dict[str, Any]) -> str:
+    """One line saying what a run ran on: the file (or the simulator), events, customers, time span."""
+    what = f"{data['path']} ({data['format']})" if data.get("source") == "file" else f"simulator, seed {data.get('seed')}"
+    span = f"{data.get('first_ts')} .. {data.get('last_ts')} ({data.get('span_days')} days)"
+    line = f"data: {what}; {data['events']:,} events, {data['customers']:,} customers, {span}"
+    if data.get("skipped_rows"):
+        line += f"; {data['skipped_rows']} rows skipped by the import"
+    if data.get("latency_note"):
+        line += f"; {data['latency_note']}"
+    return line
+
+
 def print_table(result: dict[str, Any]) -> None:
     """Print ``run_bench``'s result as a rich table, with the peer note and the machine below it."""
     from rich.console import Console
     from rich.table import Table
 
     targets = result.get("targets", {})
-    table = Table(title=f"microseg bench: {result['events']:,} events, {result['customers']:,} customers, {result['partitions']} partitions")
+    data = result.get("data") or {}
+    source = data.get("file") or f"simulated (seed {data.get('seed')})"
+    table = Table(title=f"microseg bench on {source}: {result['events']:,} events, {result['customers']:,} customers, {result['partitions']} partitions")
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_column("target", justify="right")
@@ -44,5 +58,7 @@ def print_table(result: dict[str, Any]) -> None:
     console.print(table)
     if result.get("peer_note"):
         console.print(result["peer_note"], highlight=False)
+    if data:
+        console.print(data_line(data), highlight=False)
     m = result["machine"]
     console.print(f"machine: {m['nproc']} cores, {m['cpu']}, {m['ram_gib']} GiB; broker {result['broker']}; {result['bench_seconds']} s", highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -9,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from microseg.engine.settings import Settings, load_settings
-from microseg.engine.tools.bench.config import BenchConfig, check_targets
+from microseg.engine.tools.bench.config import DEFAULT_EVENTS, BenchConfig, check_targets
+from microseg.engine.tools.bench.dataset import describe, event_times, load_data
 from microseg.engine.tools.bench.machine import machine_info
 from microseg.engine.tools.bench.peer_phase import run_peer
 from microseg.engine.tools.bench.progress import PhaseProgress
@@ -18,7 +20,34 @@ from microseg.engine.tools.bench.topics import bench_broker, delete_topics
 from microseg.engine.tools.bench.worker_phase import worker_phase
 from microseg.engine.tools.bench.workload import make_lines
 
-__all__ = ["run_bench"]
+__all__ = ["run_bench", "bench_input"]
+
+
+def bench_input(cfg: BenchConfig, progress: PhaseProgress) -> tuple[BenchConfig, list[bytes], list[bytes], int, dict[str, Any]]:
+    """The run's input: ``(cfg with events resolved, lines, keys, latency lines, data)``.
+
+    Simulated (``cfg.data`` None): ``events`` + ``latency_rate × latency_seconds`` lines. From a
+    file: its first ``events`` lines (all when None or larger), and at most ``rate × seconds`` of
+    the lines after those for the latency phase (none left: no latency phase, ``latency_note``).
+    ``data`` describes the ``events`` lines the throughput and replay phases run on.
+    """
+    wanted = int(cfg.latency_rate * cfg.latency_seconds) if cfg.latency_rate > 0 and cfg.latency_seconds > 0 else 0
+    if cfg.data is None:
+        events = cfg.events if cfg.events is not None else DEFAULT_EVENTS
+        progress.phase("simulating events", None)
+        lines, keys = make_lines(events + wanted, cfg.customers, cfg.seed)
+        head = lines[:events]
+        times = (event_times(head[:1])[0], event_times(head[-1:])[1])  # the simulator writes in event-time order
+        about = describe(head, keys[:events], times, source="simulator", seed=cfg.seed, simulated_customers=cfg.customers)
+        return dataclasses.replace(cfg, events=events), lines, keys, wanted, about
+    progress.phase("reading the data file", None)
+    lines, keys, about = load_data(cfg.data)
+    events = len(lines) if cfg.events is None else min(cfg.events, len(lines))
+    latency_lines = min(wanted, len(lines) - events)
+    about = describe(lines[:events], keys[:events], event_times(lines[:events]), **about, file_lines=len(lines))
+    if wanted and not latency_lines:
+        about["latency_note"] = "no lines left after --events for the latency phase (pass --events N below the file's lines)"
+    return dataclasses.replace(cfg, events=events), lines, keys, latency_lines, about
 
 
 def run_bench(cfg: BenchConfig, base: Settings | None = None) -> dict[str, Any]:
@@ -30,12 +59,12 @@ def run_bench(cfg: BenchConfig, base: Settings | None = None) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="microseg-bench-"))
     started = time.perf_counter()
     try:
-        latency_lines = int(cfg.latency_rate * cfg.latency_seconds) if cfg.latency_rate > 0 and cfg.latency_seconds > 0 else 0
-        progress.phase("simulating events", None)
-        lines, keys = make_lines(cfg.events + latency_lines, cfg.customers, cfg.seed)
+        cfg, lines, keys, latency_lines, data = bench_input(cfg, progress)
+        assert cfg.events is not None
         result: dict[str, Any] = {
             "events": cfg.events,
-            "customers": cfg.customers,
+            "customers": cfg.customers if cfg.data is None else data["customers"],
+            "data": data,
             "partitions": cfg.partitions,
             "rules": str(cfg.rules_dir) if cfg.rules_dir else "starter",
             "latency_rate": cfg.latency_rate,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from microseg.engine.settings import Settings, load_settings
-from microseg.engine.tools.bench.config import BenchConfig
+from microseg.engine.tools.bench.config import DEFAULT_EVENTS, BenchConfig
 from microseg.engine.tools.bench.machine import machine_info
 from microseg.engine.tools.bench.progress import PhaseProgress
 from microseg.engine.tools.bench.replay_phase import replay_figures
@@ -88,7 +88,7 @@ def run_scale(cfg: BenchConfig, out: Path, base: Settings | None = None, *, cust
             if count:
                 rules_dir = workdir / f"rules-{count}"
                 clone_rules(source, rules_dir, count)
-            points.append(("segments", cfg.customers, cfg.events, rules_dir))
+            points.append(("segments", cfg.customers, cfg.events or DEFAULT_EVENTS, rules_dir))
         with bench_broker(base) as (bootstrap, embedded):
             for series, count, events, rules_dir in points:
                 from microseg.segments.rulefiles import load_rules

@@ -30,6 +30,7 @@ def worker_phase(cfg: BenchConfig, base: Settings, bootstrap: str, embedded: boo
     """
     from microseg.engine.kafka.broker import ensure_topics
 
+    assert cfg.events is not None, "run_bench and run_scale resolve the number of events"
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     settings = bench_settings(base, prefix, cfg.partitions)
     ensure_topics(bootstrap, settings)

@@ -72,3 +72,55 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(values, 50) == 50.0
     assert percentile(values, 99) == 99.0
     assert percentile([], 50) is None
+
+
+CDNOW_SAMPLE = Path(__file__).parents[2] / "data" / "CDNOW_sample.txt"
+
+
+def _cdnow_excerpt(path: Path, rows: int) -> Path:
+    """The first ``rows`` rows of the CDNOW sample, in its own layout (grouped by customer)."""
+    path.write_bytes(b"".join(CDNOW_SAMPLE.read_bytes().splitlines(keepends=True)[:rows]))
+    return path
+
+
+def test_bench_input_from_a_data_file(tmp_path: Path) -> None:
+    from microseg.engine.tools.bench import BenchConfig
+    from microseg.engine.tools.bench.progress import PhaseProgress
+    from microseg.engine.tools.bench.run import bench_input
+
+    data = _cdnow_excerpt(tmp_path / "cdnow.txt", 700)
+    cfg, lines, keys, latency_lines, about = bench_input(BenchConfig(events=400, latency_rate=100, latency_seconds=2, data=data), PhaseProgress(False))
+    assert cfg.events == 400 and len(lines) == len(keys) == 700 and latency_lines == 200
+    times = [orjson.loads(line)["ts"] for line in lines]
+    assert times == sorted(times)  # imported: sorted by time, not grouped by customer as in the file
+    assert about["file"] == "cdnow.txt" and about["format"] == "cdnow" and about["events"] == 400
+    assert about["customers"] == len(set(keys[:400])) and about["first_ts"] == "1997-01-01T12:00:00Z"
+    assert about["file_lines"] == 700 and about["skipped_rows"] == 0 and about["span_days"] > 0
+    cfg, _, _, latency_lines, about = bench_input(BenchConfig(events=None, data=data), PhaseProgress(False))
+    assert cfg.events == 700 and latency_lines == 0 and "latency_note" in about
+
+
+def test_bench_refuses_simulator_options_with_data(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from microseg.engine.tools.cli import app
+
+    data = _cdnow_excerpt(tmp_path / "cdnow.txt", 10)
+    done = CliRunner().invoke(app, ["bench", "--data", str(data), "--customers", "50", "--seed", "3"])
+    assert done.exit_code == 2
+    assert "--customers, --seed: only for the simulated input" in done.output
+
+
+@pytest.mark.timeout(180)
+def test_tiny_bench_on_a_data_file_says_what_it_ran_on(tmp_path: Path) -> None:
+    data = _cdnow_excerpt(tmp_path / "cdnow.txt", 900)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICROSEG_")}
+    command = [sys.executable, "-m", "microseg", "bench", "--data", str(data), "--events", "600", "--json",
+               "--latency-rate", "100", "--latency-seconds", "3"]
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, timeout=170, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    result = orjson.loads(done.stdout.strip().splitlines()[-1])
+    assert result["events"] == 600 and result["data"]["events"] == 600 and result["data"]["format"] == "cdnow"
+    assert result["data"]["file"] == "cdnow.txt" and result["customers"] == result["data"]["customers"] == result["customers_seen"]
+    assert result["events_per_s"] > 0 and result["replay_events_per_s"] > 0
+    assert result["latency_events"] == 300
