@@ -59,6 +59,10 @@ class Expr:
     functions: frozenset[str] = frozenset()
     thresholds: Mapping[str, frozenset[float]] = field(default_factory=dict)
     opaque: frozenset[str] = frozenset()
+    comparisons: Mapping[str, frozenset[tuple[str, float]]] = field(default_factory=dict)
+    """The same comparisons with their operator, the field on the left (``3 < x`` is ``x > 3``;
+    ``x in [1, 2]`` is ``x == 1`` and ``x == 2``): the timeline wakes a counter only on the
+    whole-day values at which one of them can flip."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,7 +77,7 @@ class Windows:
     totals: list[list[int]]
     day: int
     shared: bool = field(compare=False, repr=False)
-    _expiry: tuple[int, tuple[int, ...], float | None] | None = field(compare=False, repr=False)
+    _expiry: tuple[int, tuple[int, ...], tuple[tuple[int, ...], ...] | None, float | None] | None = field(compare=False, repr=False)
 
     def __init__(
         self,
@@ -85,7 +85,7 @@ class Windows:
         totals: list[list[int]] | None = None,
         day: int = -1,
         shared: bool = False,
-        expiry: tuple[int, tuple[int, ...], float | None] | None = None,
+        expiry: tuple[int, tuple[int, ...], tuple[tuple[int, ...], ...] | None, float | None] | None = None,
     ) -> None:
         self.rows = {} if rows is None else rows
         self.totals = _zeros() if totals is None else totals
@@ -135,8 +135,8 @@ class Windows:
         if age >= RETENTION_DAYS:
             return
         row = self.rows.get(day)
+        self._expiry = None  # a metric new to the row may make it an expiry
         if row is None:
-            self._expiry = None
             row = [0] * METRICS
         else:
             row = row[:]
@@ -171,19 +171,29 @@ class Windows:
         today = int(now // DAY)
         return sum(row[metric] for day, row in self.rows.items() if today - span < day <= today)
 
-    def next_expiry(self, now: float, spans: tuple[int, ...]) -> float | None:
-        """Earliest instant after ``now`` at which a day with counts leaves one of ``spans``."""
+    def next_expiry(self, now: float, spans: tuple[int, ...], metrics: tuple[tuple[int, ...], ...] | None = None) -> float | None:
+        """Earliest instant after ``now`` at which a day with counts leaves one of ``spans``;
+        ``metrics[i]``, when given, the metrics read over ``spans[i]``: a day with none of them
+        leaving that window changes nothing read, so it is not an expiry."""
         today = int(now // DAY)
         cached = self._expiry
-        if cached is not None and cached[0] == today and cached[1] == spans:
-            return cached[2]
+        if cached is not None and cached[0] == today and cached[1] == spans and cached[2] == metrics:
+            return cached[3]
         days = sorted(self.rows)
+        rows = self.rows
         best: float | None = None
-        for span in spans:
+        for i, span in enumerate(spans):
             position = bisect_right(days, today - span)
-            if position < len(days):
-                at = float((days[position] + span) * DAY)
+            while position < len(days):
+                day = days[position]
+                if metrics is not None:
+                    row = rows[day]
+                    if not any(row[metric] for metric in metrics[i]):
+                        position += 1
+                        continue
+                at = float((day + span) * DAY)
                 if at > now and (best is None or at < best):
                     best = at
-        self._expiry = (today, spans, best)
+                break
+        self._expiry = (today, spans, metrics, best)
         return best

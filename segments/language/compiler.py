@@ -81,6 +81,7 @@ def compile_expression(
         fields=frozenset(meta.fields),
         functions=frozenset(meta.functions),
         thresholds={k: frozenset(v) for k, v in sorted(meta.thresholds.items())},
+        comparisons={k: frozenset(v) for k, v in sorted(meta.comparisons.items())},
         opaque=frozenset(meta.opaque),
     )
 
@@ -112,11 +113,14 @@ class _Meta:
         self.fields: set[str] = set()
         self.functions: set[str] = set()
         self.thresholds: dict[str, set[float]] = {}
+        self.comparisons: dict[str, set[tuple[str, float]]] = {}
         self.opaque: set[str] = set()
 
-    def threshold(self, name: str, values: list[float]) -> None:
+    def threshold(self, name: str, values: list[float], op: str = "==") -> None:
+        """``name op value`` for each value (the field on the left)."""
         self.fields.add(name)
         self.thresholds.setdefault(name, set()).update(float(v) for v in values)
+        self.comparisons.setdefault(name, set()).update((op, float(v)) for v in values)
 
     def compared(self, node: Node) -> str | None:
         """The field whose value ``node`` is wherever it is not null: a name, or ``coalesce(name,
@@ -139,9 +143,9 @@ class _Meta:
             self.fields.add(node.name)
             self.opaque.add(node.name)
         elif isinstance(node, Compare) and _is_number_lit(node.right) and (name := self.compared(node.left)) is not None:
-            self.threshold(name, [_number(node.right)])
+            self.threshold(name, [_number(node.right)], node.op)
         elif isinstance(node, Compare) and _is_number_lit(node.left) and (name := self.compared(node.right)) is not None:
-            self.threshold(name, [_number(node.left)])
+            self.threshold(name, [_number(node.left)], FLIP[node.op])
         elif (
             isinstance(node, In)
             and isinstance(node.left, Name)
