@@ -18,7 +18,7 @@ from microseg.segments import windows as w
 from microseg.segments.builtin_fields import BUILTINS
 from microseg.segments.dna_record import ABANDON_AFTER_S, Dna, instant
 from microseg.segments.fields import CartTimer, ChannelDays, DaysSince, Follows, Registry, Rescored, TraitWindow, Windowed
-from microseg.segments.ruleset import CasesDimension, Expr, RuleSet
+from microseg.segments.ruleset import CasesDimension, CutsDimension, Expr, RuleSet
 from microseg.segments.traits import Trait, next_expiry
 
 __all__ = ["TimeDependence", "time_dependence", "next_wake", "due"]
@@ -31,13 +31,15 @@ class TimeDependence:
     """What of time a rule set can see; built once per rule set from the rules and the registry.
 
     ``counters``: (field, whole-day counts at which a rule can flip or None for every day, the
-    record's instant it counts from, ``dna_record.instant``); ``spans``: the window lengths in days the rules read; ``carts``,
+    record's instant it counts from, ``dna_record.instant``); ``spans``: the window lengths in days the rules read,
+    ``span_metrics`` the counters read over each (a day leaving a window wakes only if it has one); ``carts``,
     ``channel_days``, ``rescored``: the other ways time changes what they read; ``traits``: the
     windowed computed traits they read, each with the names its expiries can change. The name sets say
     which DNA names each kind of wake-up can change (the incremental evaluation of a tick).
     """
 
     spans: tuple[int, ...] = ()
+    span_metrics: tuple[tuple[int, ...], ...] = ()
     counters: tuple[tuple[str, tuple[int, ...] | None, int], ...] = ()
     carts: bool = False
     channel_days: tuple[int, ...] = ()
@@ -72,14 +74,21 @@ def time_dependence(ruleset: RuleSet, registry: Registry | None = None) -> TimeD
     (``registry``: the built-in fields by default)."""
     reg = BUILTINS if registry is None else registry
     timed = reg.time_dependent
-    thresholds: dict[str, set[float]] = {}
+    comparisons: dict[str, set[tuple[str, float]]] = {}
     opaque: set[str] = set()
     used: set[str] = set()
     for expr in _expressions(ruleset):
         used |= expr.fields & timed
         opaque |= expr.opaque & timed
-        for name, values in expr.thresholds.items():
-            thresholds.setdefault(name, set()).update(values)
+        for name, compared in expr.comparisons.items():
+            comparisons.setdefault(name, set()).update(compared)
+    for dimension in ruleset.dimensions:
+        if isinstance(dimension, CutsDimension) and dimension.of.fields & timed:
+            bare = _bare_name(dimension.of)
+            if bare is not None and dimension.of.opaque == {bare} and not _read_elsewhere(ruleset, dimension, bare):
+                opaque.discard(bare)  # a band changes only when the value reaches one of the cuts
+            if bare is not None:
+                comparisons.setdefault(bare, set()).update((">=", cut) for cut in dimension.cuts)
     followers: dict[str, set[str]] = {}
     for spec, change in reg.timed():
         if isinstance(change, Follows):
@@ -87,9 +96,9 @@ def time_dependence(ruleset: RuleSet, registry: Registry | None = None) -> TimeD
                 followers.setdefault(source, set()).add(spec.name)
                 if spec.name in used and source not in opaque:
                     used.add(source)
-                    thresholds.setdefault(source, set()).update(crossings)
+                    comparisons.setdefault(source, set()).update((">", c) for c in crossings)
     counters: list[tuple[str, tuple[int, ...] | None, int]] = []
-    spans: set[int] = set()
+    spans: dict[int, set[int]] = {}
     channel_days: set[int] = set()
     rescored: list[int] = []
     traits: list[tuple[Trait, frozenset[str]]] = []
@@ -101,10 +110,10 @@ def time_dependence(ruleset: RuleSet, registry: Registry | None = None) -> TimeD
         if spec.name not in used:
             continue
         if isinstance(change, DaysSince):
-            steps = None if spec.name in opaque or spec.name not in thresholds else _crossing_days(thresholds[spec.name])
+            steps = None if spec.name in opaque or spec.name not in comparisons else _crossing_days(comparisons[spec.name])
             counters.append((spec.name, steps, change.since))
         elif isinstance(change, Windowed):
-            spans.add(change.days)
+            spans.setdefault(change.days, set()).add(change.metric)
         elif isinstance(change, CartTimer):
             carts = True
         elif isinstance(change, ChannelDays):
@@ -115,6 +124,7 @@ def time_dependence(ruleset: RuleSet, registry: Registry | None = None) -> TimeD
             traits.append((by_id[change.trait], frozenset({spec.name}) | frozenset(followers.get(spec.name, ()))))
     return TimeDependence(
         spans=tuple(sorted(spans)),
+        span_metrics=tuple(tuple(sorted(spans[span])) for span in sorted(spans)),
         counters=tuple(counters),
         carts=carts,
         channel_days=tuple(sorted(channel_days)),
@@ -132,13 +142,30 @@ def _next_day_step(base: float, now: float) -> float:
     return base + (math.floor((now - base) / w.DAY) + 1) * w.DAY
 
 
-def _crossing_days(thresholds: Iterable[float]) -> tuple[int, ...]:
-    """Whole-day counts at which ``days OP c`` can flip, for every threshold c: floor(c) and floor(c)+1."""
+def _crossing_days(comparisons: Iterable[tuple[str, float]]) -> tuple[int, ...]:
+    """Whole-day counts at which ``days OP c`` can flip: the first whole number on the other side
+    of c (``> c`` and ``<= c`` flip at floor(c) + 1, ``>= c`` and ``< c`` at ceil(c)); ``== c``
+    and ``!= c`` at c and c + 1 for a whole c, never otherwise."""
     steps: set[int] = set()
-    for c in thresholds:
-        k = math.floor(c)
-        steps.update(step for step in (k, k + 1) if step >= 0)
+    for op, c in comparisons:
+        if op in (">", "<="):
+            found: tuple[int, ...] = (math.floor(c) + 1,)
+        elif op in (">=", "<"):
+            found = (math.ceil(c),)
+        else:
+            found = (int(c), int(c) + 1) if c == math.floor(c) else ()
+        steps.update(step for step in found if step >= 0)
     return tuple(sorted(steps))
+
+
+def _bare_name(expr: Expr) -> str | None:
+    """The field an expression is, when it is nothing but a field name."""
+    return expr.source.strip() if expr.fields == expr.opaque and len(expr.fields) == 1 and expr.source.strip() in expr.fields else None
+
+
+def _read_elsewhere(ruleset: RuleSet, dimension: CutsDimension, name: str) -> bool:
+    """Whether ``name`` is read as a bare value by another rule than ``dimension``."""
+    return any(name in expr.opaque for expr in _expressions(ruleset) if expr is not dimension.of)
 
 
 def _next_crossing(base: float, now: float, steps: tuple[int, ...]) -> float | None:
@@ -157,7 +184,7 @@ def _instants(dep: TimeDependence, dna: Dna, now: float, has_model: bool) -> lis
         if at is not None:
             found.append((at, frozenset({name}) | dep.followers.get(name, _NO_NAMES)))
     if dep.spans and dna.windows.rows:
-        at = dna.windows.next_expiry(now, dep.spans)
+        at = dna.windows.next_expiry(now, dep.spans, dep.span_metrics or None)
         if at is not None:
             found.append((at, dep.window_names))
     if dep.carts and dna.cart_at is not None:
@@ -204,7 +231,7 @@ def next_wake(dep: TimeDependence, dna: Dna, now: float, *, has_model: bool) -> 
         if at < best:
             best = at
     if dep.spans and dna.windows.rows:
-        expiry = dna.windows.next_expiry(now, dep.spans)
+        expiry = dna.windows.next_expiry(now, dep.spans, dep.span_metrics or None)
         if expiry is not None and expiry < best:
             best = expiry
     if dep.carts and dna.cart_at is not None:
