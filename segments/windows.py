@@ -183,6 +183,12 @@ class Windows:
         rows = self.rows
         best: float | None = None
         for i, span in enumerate(spans):
+            if metrics is not None and today >= self.day:
+                # Counts are never negative: none of these metrics over the span as of the newest
+                # day means no day in the window (now or later) has any of them.
+                totals = self.totals[_SPAN_INDEX[span]]
+                if not any(totals[metric] for metric in metrics[i]):
+                    continue
             position = bisect_right(days, today - span)
             while position < len(days):
                 day = days[position]

@@ -42,3 +42,29 @@ def test_rows_older_than_the_longest_window_are_forgotten() -> None:
     windows.add(0, 0)
     windows.add(200 * DAY, 0)
     assert list(windows.rows) == [200]
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 120 * DAY), st.sampled_from([0, 5, 6, 9])), min_size=1, max_size=40),
+    st.integers(0, 30 * DAY),
+    st.lists(st.sampled_from([0, 5, 6, 9]), min_size=1, max_size=2, unique=True),
+)
+def test_an_expiry_for_some_metrics_is_the_first_day_with_one_of_them_leaving(
+    adds: list[tuple[int, int]], later: int, wanted: list[int]
+) -> None:
+    windows = Windows()
+    for t, metric in sorted(adds):
+        windows.add(t, metric)
+    now = max(t for t, _ in adds) + later
+    metrics = tuple(sorted(wanted))
+    spans = (7, 30)
+    expected = min(
+        (
+            float((day + span) * DAY)
+            for span in spans
+            for day, row in windows.rows.items()
+            if (day + span) * DAY > now and any(row[m] for m in metrics)
+        ),
+        default=None,
+    )
+    assert windows.next_expiry(now, spans, (metrics, metrics)) == expected
