@@ -28,7 +28,7 @@ class SegmentChange(_Record):
     segment: str
     change: Literal["entered", "exited", "moved"]
     at: str = Field(description="Event time (RFC 3339, UTC) at which the membership changed.")
-    cause: str = Field(description="The event_id, 'tick' (time passed) or 'rules:<version>'.")
+    cause: str = Field(description="The event_id, 'tick' (time passed), 'rules:<version>' (a rule change) or 'model:<version>' (a new predictive model).")
     rules_version: str
     from_: str | None = Field(default=None, alias="from")
     to: str | None = None

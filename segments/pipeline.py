@@ -328,12 +328,13 @@ class Pipeline:
     def advance(self, partition: int, customer_ids: Sequence[str], until: float | None, load: StateLoader) -> Batch:
         """Let time run on to ``until`` (epoch seconds) for these customers, in the order given.
 
-        ``until=None``: re-evaluate customers last evaluated under other rules at their own last
-        evaluation (``cause: rules:<version>``). Customers with nothing due are left alone.
+        ``until=None``: re-evaluate customers last evaluated under other rules or another model at
+        their own last evaluation (``cause: rules:<version>`` or ``model:<version>``). Customers
+        with nothing due are left alone.
         """
         out = Batch()
         core = self.core
-        version = core.ruleset.version
+        version = core.version
         loaded = load(partition, customer_ids)
         states: dict[str, CustomerState] = {}
         for customer_id in customer_ids:

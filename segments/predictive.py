@@ -21,6 +21,7 @@ conditional expected spend per purchase, undiscounted by default; with a monthly
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -38,6 +39,7 @@ __all__ = [
     "MODEL_FORMAT",
     "MODEL_VERSION",
     "UNIT_DAYS",
+    "model_version",
     "PredictiveError",
     "ModelFileError",
     "ScoreInputError",
@@ -181,12 +183,22 @@ class Scores:
         self.clv_12m = clv_12m
 
 
+def model_version(bgnbd: BgNbdParams, gamma_gamma: GammaGammaParams, unit: str, discount_rate_monthly: float) -> str:
+    """A model's version: the first 12 hex digits of the SHA-256 of what decides its scores
+    (parameters, unit, discount rate; not the fit's description), so the same model has the same
+    version everywhere, as a rule set's content hash."""
+    scored = {"unit": unit, "discount_rate_monthly": discount_rate_monthly, "bgnbd": asdict(bgnbd), "gamma_gamma": asdict(gamma_gamma)}
+    return hashlib.sha256(json.dumps(scored, sort_keys=True).encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True, slots=True)
 class PredictiveModel:
     """A fitted model, as stored in a versioned JSON file.
 
     ``unit`` is the time unit of x/t_x/T and of ``alpha`` ("weeks" or "days");
-    ``discount_rate_monthly`` discounts the CLV (0 = undiscounted).
+    ``discount_rate_monthly`` discounts the CLV (0 = undiscounted). ``demo``: fitted on simulated
+    journeys to show the fields, not on any shop's customers (the packaged model);
+    ``description``: what it was fitted on, in words. ``version``: ``model_version`` of it.
     """
 
     bgnbd: BgNbdParams
@@ -194,6 +206,9 @@ class PredictiveModel:
     unit: str = "weeks"
     discount_rate_monthly: float = 0.0
     fit: FitInfo | None = None
+    demo: bool = False
+    description: str | None = None
+    version: str = field(init=False, compare=False)
     _h90: float = field(init=False, repr=False, compare=False)
     _h12m: float = field(init=False, repr=False, compare=False)
 
@@ -204,6 +219,7 @@ class PredictiveModel:
         if isinstance(d, bool) or not isinstance(d, int | float) or not math.isfinite(d) or d < 0 or d >= 1:
             raise ModelFileError(f"discount_rate_monthly must be a number in [0, 1), got {d!r}")
         object.__setattr__(self, "discount_rate_monthly", float(d))
+        object.__setattr__(self, "version", model_version(self.bgnbd, self.gamma_gamma, self.unit, float(d)))
         object.__setattr__(self, "_h90", _HORIZON_90D_DAYS / UNIT_DAYS[self.unit])
         object.__setattr__(self, "_h12m", _CLV_WEEKS * 7.0 / UNIT_DAYS[self.unit])
 
@@ -213,9 +229,15 @@ class PredictiveModel:
         return UNIT_DAYS[self.unit]
 
     def to_dict(self) -> dict[str, Any]:
+        provenance: dict[str, Any] = {"model_version": self.version}
+        if self.demo:
+            provenance["demo"] = True
+        if self.description is not None:
+            provenance["description"] = self.description
         return {
             "format": MODEL_FORMAT,
             "version": MODEL_VERSION,
+            **provenance,
             "unit": self.unit,
             "clv": {
                 "horizon_weeks": _CLV_WEEKS,
@@ -240,6 +262,9 @@ class PredictiveModel:
         if data.get("version") != MODEL_VERSION:
             msg = f"{origin}: model version {data.get('version')!r} is not supported (this microseg reads {MODEL_VERSION}); refit with `microseg fit`"
             raise ModelFileError(msg)
+        demo, description = data.get("demo", False), data.get("description")
+        if not isinstance(demo, bool) or not (description is None or isinstance(description, str)):
+            raise ModelFileError(f"{origin}: demo must be true or false and description a string, got {demo!r} and {description!r}")
         try:
             bg = data["bgnbd"]
             gg = data["gamma_gamma"]
@@ -251,6 +276,8 @@ class PredictiveModel:
                 unit=data.get("unit", "weeks"),
                 discount_rate_monthly=clv.get("discount_rate_monthly", 0.0),
                 fit=FitInfo(**fit) if fit is not None else None,
+                demo=demo,
+                description=description,
             )
         except ModelFileError as invalid:
             raise ModelFileError(f"{origin}: {invalid}") from None

@@ -74,13 +74,17 @@ class Core:
     """A compiled rule set and an optional predictive model, ready to step customers."""
 
     __slots__ = (
-        "ruleset", "model", "registry", "dependence", "incremental", "_segment_readers", "_dimension_readers", "_compute",
+        "ruleset", "model", "version", "registry", "dependence", "incremental", "_segment_readers", "_dimension_readers", "_compute",
         "_traits_by_type", "_trait_ids",
     )
 
     def __init__(self, ruleset: RuleSet, model: PredictiveModel | None = None, *, incremental: bool = True) -> None:
         self.ruleset = ruleset
         self.model = model
+        self.version = ruleset.version if model is None else f"{ruleset.version}+{model.version}"
+        """What a customer's stored ``rules_version`` holds once evaluated by this core: the rule
+        set's version, then ``+`` and the model's when a model scores. A customer stored under
+        another is re-evaluated (``_sync_rules``) before anything else happens to it."""
         self.registry = ruleset.registry if ruleset.registry is not None else BUILTINS
         self._compute = self.registry.compute
         by_type: dict[str, list[Trait]] = {}
@@ -104,7 +108,7 @@ class Core:
         ruleset = self.ruleset
         if dirty is not None and not self._segment_readers.stale(dirty) and not self._dimension_readers.stale(dirty):
             wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
-            new = CustomerState(dna, state.segments, state.code, ruleset.version, t, wake, state.sends, state.last_sent, state.offset, held=state.held)
+            new = CustomerState(dna, state.segments, state.code, self.version, t, wake, state.sends, state.last_sent, state.offset, held=state.held)
             return StepResult(new)
         ctx = DnaView(dna, t, self.model, self._compute)
         segments = evaluate_segments(ruleset, ctx, previous=state.segments, dirty=dirty, readers=self._segment_readers)
@@ -128,12 +132,16 @@ class Core:
             if suppressed:
                 held = (held + [[t, h["message"], h["reason"]] for h in suppressed])[-HELD_KEPT:]
         wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
-        new = CustomerState(dna, segments, code, ruleset.version, t, wake, sends, last_sent, state.offset, held=held)
+        new = CustomerState(dna, segments, code, self.version, t, wake, sends, last_sent, state.offset, held=held)
         return StepResult(new, changes, messages, suppressed)
 
     def _sync_rules(self, customer_id: str, state: CustomerState, t: float) -> StepResult:
-        """Re-evaluate under a new rule set, attributing what changes to the rules."""
-        cause = f"rules:{self.ruleset.version}"
+        """Re-evaluate under a new rule set (cause ``rules:<version>``) or, same rules, a new
+        predictive model (cause ``model:<version>``, ``model:none`` without one)."""
+        if state.rules_version.partition("+")[0] != self.ruleset.version:
+            cause = f"rules:{self.ruleset.version}"
+        else:
+            cause = f"model:{self.model.version if self.model is not None else 'none'}"
         return self._evaluate(customer_id, state, state.dna, max(t, state.evaluated_at), cause)
 
     def advance(self, customer_id: str, state: CustomerState, until: float, *, inclusive: bool = True) -> StepResult:
@@ -141,7 +149,7 @@ class Core:
         result = StepResult(state)
         if state.erased:
             return result
-        if state.rules_version != self.ruleset.version:
+        if state.rules_version != self.version:
             result.extend(self._sync_rules(customer_id, state, min(until, state.evaluated_at)))
         for _ in range(MAX_WAKES_PER_ADVANCE):
             current = result.state
@@ -150,7 +158,7 @@ class Core:
                 break
             dirty = (
                 due(self.dependence, current.dna, current.evaluated_at, wake, has_model=self.model is not None)
-                if self.incremental and current.rules_version == self.ruleset.version
+                if self.incremental and current.rules_version == self.version
                 else None
             )
             result.extend(self._evaluate(customer_id, current, current.dna, wake, "tick", dirty or None))
@@ -169,7 +177,7 @@ class Core:
             result = StepResult(CustomerState(Dna()))
             previous = result.state
             dna = fold(None, event)
-        elif state.rules_version == self.ruleset.version and (state.wake is None or state.wake >= event.t):
+        elif state.rules_version == self.version and (state.wake is None or state.wake >= event.t):
             result = StepResult(state)
             previous = state
             dna = fold(state.dna, event)
@@ -189,7 +197,7 @@ class Core:
         if (
             self.incremental
             and state is not None
-            and previous.rules_version == self.ruleset.version
+            and previous.rules_version == self.version
             and (previous.wake is None or previous.wake > t)
         ):
             dirty = touched(previous.dna, event, previous.evaluated_at, self.registry)
@@ -203,5 +211,5 @@ class Core:
     def _erase(self, customer_id: str, state: CustomerState, t: float, cause: str, result: StepResult) -> StepResult:
         """Exits for everything, then a bare erased mark instead of the DNA (GDPR: forget, and stay forgotten)."""
         result.changes += diff(customer_id, state.segments, (), state.code, None, t=t, cause=cause, rules_version=self.ruleset.version)
-        result.state = CustomerState(Dna(), rules_version=self.ruleset.version, evaluated_at=t, erased=True)
+        result.state = CustomerState(Dna(), rules_version=self.version, evaluated_at=t, erased=True)
         return result
