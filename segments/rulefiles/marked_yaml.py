@@ -77,7 +77,10 @@ def compose(text: str, lines: TextLines) -> yaml.Node:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = position(mark) if mark is not None else (1, 1)
-        raise YamlProblem(where, f"YAML: {exc.problem or exc.context}") from None
+        message = f"YAML: {exc.problem or exc.context}"
+        if exc.problem is not None and ("got '?'" in exc.problem or "got '['" in exc.problem or "got ']'" in exc.problem):
+            message += "; inside {...} or [...] quote values with ? [ or ], e.g. {seats: 'number?', tags: 'list[string]'}"
+        raise YamlProblem(where, message) from None
     except yaml.reader.ReaderError as exc:
         raise YamlProblem(lines.at(exc.position), f"YAML: {exc.reason} (character {exc.character!r})") from None
     except yaml.YAMLError as exc:

@@ -201,3 +201,10 @@ def test_every_aggregate_leaves_its_two_day_window_at_midnight_by_a_tick(aggrega
     assert j.segments("c1") == ("s",)
     j.until("2026-03-10T00:00:00Z")
     assert j.moves("c1", "s")[-1] == ("exited", exit_at, "tick")
+
+
+def test_an_unquoted_optional_type_in_a_one_line_mapping_gets_a_hint() -> None:
+    with pytest.raises(RuleError) as caught:
+        load_rules_text("version: 1\nevents:\n  - {type: trial_started, props: {seats: number?}}\n")
+    (problem,) = caught.value.problems
+    assert problem.line == 3 and "quote values" in problem.message and "'number?'" in problem.message
