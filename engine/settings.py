@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     messages_topic: str = "next-best-messages"
     dlq_topic: str = "customer-events-dlq"
     rules_topic: str = "microseg-rules"
+    models_topic: str = "microseg-models"
     changelog_topic: str = "microseg-dna-changelog"
     group_id: str = "microseg"
     replication_factor: int = Field(1, ge=1)
@@ -134,7 +135,7 @@ class Settings(BaseSettings):
 
     @property
     def topic_names(self) -> tuple[str, ...]:
-        """The topics partitioned like the input (rules topic excluded: it has one partition)."""
+        """The topics partitioned like the input (rules and models topics excluded: they have one partition)."""
         return (self.input_topic, self.changes_topic, self.messages_topic, self.dlq_topic, self.changelog_topic)
 
     def _uses_sasl(self) -> bool:

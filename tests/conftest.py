@@ -53,6 +53,7 @@ def topic_env(prefix: str) -> dict[str, str]:
         "MICROSEG_MESSAGES_TOPIC": f"{prefix}-messages",
         "MICROSEG_DLQ_TOPIC": f"{prefix}-dlq",
         "MICROSEG_RULES_TOPIC": f"{prefix}-rules",
+        "MICROSEG_MODELS_TOPIC": f"{prefix}-models",
         "MICROSEG_CHANGELOG_TOPIC": f"{prefix}-changelog",
         "MICROSEG_GROUP_ID": f"{prefix}-group",
     }

@@ -337,6 +337,7 @@ def _topic_configs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     topics = {name: (settings.partitions, dict(stream)) for name in settings.topic_names}
     topics[settings.changelog_topic] = (settings.partitions, compacted)
     topics[settings.rules_topic] = (1, dict(compacted))
+    topics[settings.models_topic] = (1, dict(compacted))
     return topics
 
 
@@ -377,7 +378,7 @@ def ensure_topics(bootstrap: str, settings: Settings, *, timeout: float = 30.0) 
     finally:
         admin.close()
     expected = settings.partitions
-    wrong = {name: n for name, n in counts.items() if name != settings.rules_topic and n != expected}
+    wrong = {name: n for name, n in counts.items() if name not in (settings.rules_topic, settings.models_topic) and n != expected}
     if wrong:
         listing = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
         msg = (

@@ -47,16 +47,18 @@ def _load_ruleset(directory: Path | None) -> Any:
         raise typer.Exit(1) from None
 
 
-def _load_model(model: Path | None, no_model: bool) -> Any:
+def _load_model(model: Path | None, no_model: bool, how_to_fit: str | None = None) -> Any:
+    """The model to score with (None with --no-model); a demo model is said so on stderr."""
+    from microseg.engine.model_in_use import FIT_FOR_FILES, load_model_in_use
     from microseg.errors import MicrosegError
-    from microseg.segments.predictive import load_default_model, load_model
 
-    if no_model:
-        return None
     try:
-        return load_model(model) if model is not None else load_default_model()
+        in_use = load_model_in_use(model, none=no_model)
     except MicrosegError as exc:
         _fail(str(exc))
+    if (warning := in_use.demo_warning(how_to_fit or FIT_FOR_FILES)) is not None:
+        typer.echo(f"warning: {warning}", err=True)
+    return in_use.model
 
 
 def _parse_instant(text: str, option: str) -> float:
@@ -141,6 +143,7 @@ def replay_command(
         "state_bytes_p50": sizes[len(sizes) // 2] if sizes else 0,
         "state_bytes_max": sizes[-1] if sizes else 0,
         "rules_version": ruleset.version,
+        "model": core.model.version if core.model is not None else "none",
     }
     if json_summary:
         typer.echo(orjson.dumps(summary).decode())
@@ -152,7 +155,7 @@ def replay_command(
     )
     typer.echo(
         f"{summary['events_per_s']} lines/s over {seconds:.2f}s; {len(states)} customers, state bytes "
-        f"mean {summary['state_bytes_mean']} p50 {summary['state_bytes_p50']} max {summary['state_bytes_max']}; rules {ruleset.version}",
+        f"mean {summary['state_bytes_mean']} p50 {summary['state_bytes_p50']} max {summary['state_bytes_max']}; rules {ruleset.version}, model {summary['model']}",
         err=True,
     )
 
@@ -424,6 +427,61 @@ def rules_publish(
         _fail(str(exc))
     assert version == ruleset.version
     typer.echo(f"published rules {version}: {len(ruleset.segments)} segments, {len(ruleset.messages)} messages")
+
+
+model_app = typer.Typer(no_args_is_help=True, help="Show and publish predictive models.")
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("publish")
+def model_publish(
+    path: Annotated[Path, typer.Argument(dir_okay=False, exists=True, help="Model file written by 'microseg fit'.")],
+    broker: BrokerOpt = None,
+) -> None:
+    """Validate a model file and publish it to every running worker (re-evaluation with cause model:<version>)."""
+    from microseg.engine.model_in_use import FIT_FOR_WORKER, ModelInUse
+    from microseg.engine.worker.models_topic import publish_model
+    from microseg.errors import MicrosegError
+
+    settings = _settings(broker=broker)
+    if settings.broker is None:
+        _fail("no broker configured: set MICROSEG_BROKER or --broker to the workers' broker")
+    try:
+        model = publish_model(settings, ",".join(settings.bootstrap_servers), path)
+    except MicrosegError as exc:
+        _fail(str(exc))
+    in_use = ModelInUse(model, f"file {path}")
+    if (warning := in_use.demo_warning(FIT_FOR_WORKER)) is not None:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"published {in_use.line()} to {settings.models_topic}")
+
+
+@model_app.command("show")
+def model_show(
+    path: Annotated[Optional[Path], typer.Argument(dir_okay=False, help="A model file (default: the packaged model).")] = None,
+    url: Annotated[Optional[str], typer.Option("--url", help="Ask a running worker instead, e.g. http://127.0.0.1:6066.")] = None,
+) -> None:
+    """Which model a file holds, or a running worker scores with: version, origin, what and when it was fitted."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from microseg.engine.model_in_use import load_model_in_use
+    from microseg.errors import MicrosegError
+
+    if url is not None:
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10) as response:
+                described = json.loads(response.read()).get("model")
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            _fail(f"no worker answers at {url} ({exc})")
+        typer.echo(json.dumps(described, indent=2))
+        return
+    try:
+        in_use = load_model_in_use(path)
+    except MicrosegError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(in_use.describe(), indent=2))
 
 
 @app.command("explain")

@@ -1,5 +1,5 @@
 """The Faust app: the worker's process shell — lifecycle, the input consumer task, clock ticks,
-the rules watcher and the web endpoints.
+the rules and models watchers and the web endpoints.
 
 Everything here is wiring. The input topic is consumed by ``engine.consumer`` (a batch consumer
 in the worker group: see docs/runtime-notes.md for why not a Faust agent) and handed to
@@ -21,6 +21,7 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from microseg.engine.model_in_use import ModelInUse
 from microseg.engine.worker.consumer import consume_forever
 from microseg.engine.worker.health import probe_broker_forever
 from microseg.engine.worker.runtime import Runtime
@@ -167,6 +168,16 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime, *, embedded_
             await apply_published(events[-1].value, runtime)
             runtime.health.rules_read = max(runtime.health.rules_read, events[-1].message.offset + 1)
 
+    models_topic = app.topic(settings.models_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(models_topic, name="models")
+    async def _models(stream: Any) -> None:
+        from microseg.engine.worker.models_topic import apply_published_models
+
+        async for events in stream.take_events(1000, within=1.0):
+            await apply_published_models([event.value for event in events], runtime)
+            runtime.health.models_read = max(runtime.health.models_read, events[-1].message.offset + 1)
+
     _add_pages(app, settings, runtime)
     return app
 
@@ -189,6 +200,7 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             {
                 "status": "ok",
                 "rules_version": runtime.ruleset.version,
+                "model": ModelInUse(runtime.model, runtime.model_origin).describe(),
                 "partitions": sorted(runtime.assigned),
                 "ready": sorted(runtime.ready),
                 "batches": runtime.batches,

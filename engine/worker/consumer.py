@@ -5,8 +5,9 @@ acknowledging one message at a time (about 11k events/s at best), while a plain 
 fetching whole batches lets the same work run at the core's speed. Faust remains the process
 shell (web, timers, lifecycle); group membership for the input topic is Kafka's, through this
 consumer. Offsets are committed inside the runtime's lock, after outputs and state are durable.
-At start, input waits until the published rules have been read (at most ``RULES_WAIT_S``): input
-read under a stale rules directory would dead-letter custom event types and restart traits.
+At start, input waits until the published rules and model have been read (at most ``RULES_WAIT_S``):
+input read under a stale rules directory would dead-letter custom event types and restart traits,
+and under the local model would be scored and re-scored at once by the published one.
 """
 
 from __future__ import annotations
@@ -46,22 +47,26 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 async def _rules_end(consumer: Any, topic: str) -> int | None:
-    """The rules topic's end offset now (what the rules agent must read before the worker is ready)."""
+    """A one-partition topic's end offset now (the rules or models topic: what its agent must read
+    before the worker is ready)."""
     try:
         ends = await asyncio.wait_for(consumer.end_offsets([TopicPartition(topic, 0)]), timeout=10)
     except (KafkaError, asyncio.TimeoutError) as exc:
-        log.warning("cannot read the end of the rules topic %s (%s); readiness waits for it", topic, exc)
+        log.warning("cannot read the end of topic %s (%s); readiness waits for it", topic, exc)
         return None
     return int(ends.get(TopicPartition(topic, 0), 0))
 
 
 RULES_WAIT_S = 30.0
-"""How long the input waits at start for the published rules to be read."""
+"""How long the input waits at start for the published rules and model to be read."""
 
 
 def _rules_caught_up(runtime: Runtime) -> bool:
     health = runtime.health
-    return health.rules_end is not None and health.rules_read >= health.rules_end
+    return (
+        health.rules_end is not None and health.rules_read >= health.rules_end
+        and health.models_end is not None and health.models_read >= health.models_end
+    )
 
 
 async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, *, ready: asyncio.Event | None = None) -> None:
@@ -73,6 +78,7 @@ async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, 
     await consumer.start()
     runtime.highwater = lambda partition: consumer.highwater(TopicPartition(topic, partition))
     runtime.health.rules_end = await _rules_end(consumer, settings.rules_topic)
+    runtime.health.models_end = await _rules_end(consumer, settings.models_topic)
     retry_rules_end = time.monotonic() + 5
 
     async def commit(offsets: dict[int, int]) -> None:
@@ -86,15 +92,21 @@ async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, 
     rules_wait_until = time.monotonic() + RULES_WAIT_S
     try:
         while True:
-            if runtime.health.rules_end is None and time.monotonic() > retry_rules_end:
-                runtime.health.rules_end = await _rules_end(consumer, settings.rules_topic)
+            if (runtime.health.rules_end is None or runtime.health.models_end is None) and time.monotonic() > retry_rules_end:
+                if runtime.health.rules_end is None:
+                    runtime.health.rules_end = await _rules_end(consumer, settings.rules_topic)
+                if runtime.health.models_end is None:
+                    runtime.health.models_end = await _rules_end(consumer, settings.models_topic)
                 retry_rules_end = time.monotonic() + 5
             if rules_wait_until and not _rules_caught_up(runtime):
                 # Input read under stale rules would dead-letter custom event types and restart traits
                 if time.monotonic() < rules_wait_until:
                     await asyncio.sleep(0.05)
                     continue
-                log.warning("the rules topic %s was not read within %.0f s; processing input under rules %s", settings.rules_topic, RULES_WAIT_S, runtime.ruleset.version)
+                log.warning(
+                    "the rules topic %s and models topic %s were not read within %.0f s; processing input under rules %s and model %s",
+                    settings.rules_topic, settings.models_topic, RULES_WAIT_S, runtime.ruleset.version, runtime.model.version if runtime.model else "none",
+                )
             rules_wait_until = 0.0
             try:
                 batches = await consumer.getmany(timeout_ms=int(settings.batch_within_s * 1000), max_records=settings.max_batch)

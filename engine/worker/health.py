@@ -2,8 +2,8 @@
 
 Ready means the worker can do its job now: the broker answers, the input consumer is in its
 group, every partition it was assigned is recovered from the changelog (none assigned counts as
-ready: a spare worker is fine), and the rules topic has been read to the end it had at start (so
-events are not evaluated under the rules of the local directory while a newer set is published).
+ready: a spare worker is fine), and the rules and models topics have been read to the end they had
+at start (so events are not evaluated under the local rules or model while newer ones are published).
 Each condition is kept here, set by the part of the worker that knows it; ``readiness`` reads
 them at one instant.
 """
@@ -43,6 +43,10 @@ class Health:
     """End offset of the rules topic when the worker started; None until read."""
     rules_read: int = 0
     """Next offset of the rules topic the rules agent has applied (or refused)."""
+    models_end: int | None = None
+    """End offset of the models topic when the worker started; None until read."""
+    models_read: int = 0
+    """Next offset of the models topic the models agent has applied (or refused)."""
     clock: Any = field(default=time.monotonic, repr=False)
 
     def broker_ok(self) -> bool:
@@ -56,6 +60,7 @@ class Health:
             "group": {"ok": self.joined},
             "partitions": {"ok": not recovering, "assigned": sorted(assigned), "recovering": recovering},
             "rules": {"ok": self.rules_end is not None and self.rules_read >= self.rules_end},
+            "model": {"ok": self.models_end is not None and self.models_read >= self.models_end},
         }
         if not conditions["broker"]["ok"]:
             since = None if self.broker_answered_at is None else round(self.clock() - self.broker_answered_at, 1)
@@ -69,6 +74,12 @@ class Health:
                 "error": "the rules topic has not been read yet" if self.rules_end is None else "the rules topic is being read",
                 "end": self.rules_end,
                 "read": self.rules_read,
+            }
+        if not conditions["model"]["ok"]:
+            conditions["model"] |= {
+                "error": "the models topic has not been read yet" if self.models_end is None else "the models topic is being read",
+                "end": self.models_end,
+                "read": self.models_read,
             }
         ok = all(c["ok"] for c in conditions.values())
         failing = [name for name, c in conditions.items() if not c["ok"]]

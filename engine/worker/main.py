@@ -9,7 +9,8 @@ from pathlib import Path
 from microseg.engine.kafka.broker import broker_for, topic_id
 from microseg.errors import ConfigError
 from microseg.engine.settings import Settings
-from microseg.engine.startup import load_predictive_model, load_ruleset, quiet_loggers, tune_gc
+from microseg.engine.model_in_use import FIT_FOR_WORKER, load_model_in_use
+from microseg.engine.startup import load_ruleset, quiet_loggers, tune_gc
 from microseg.engine.worker.logs import install_repeat_filter
 
 __all__ = ["run_worker"]
@@ -37,7 +38,7 @@ def run_worker(settings: Settings) -> int:
     quiet_loggers(logging.DEBUG if os.environ.get("MICROSEG_DEBUG") else logging.INFO)
     install_repeat_filter(10.0)
     ruleset = load_ruleset(settings)
-    model = load_predictive_model(settings)
+    in_use = load_model_in_use(settings.model_path)
     tune_gc()
     try:
         import uvloop
@@ -48,6 +49,9 @@ def run_worker(settings: Settings) -> int:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     with broker_for(settings) as endpoint:
         log.info("broker %s (%s), rules %s, %d partitions", endpoint.bootstrap, "embedded" if endpoint.embedded else "configured", ruleset.version, settings.partitions)
+        log.info("%s; a model published on %s replaces it", in_use.line(), settings.models_topic)
+        if (warning := in_use.demo_warning(FIT_FOR_WORKER)) is not None:
+            log.warning(warning)
         producer = SharedProducer(settings, endpoint.bootstrap)
         store = RocksChangelogStore(
             Path(settings.data_dir) / "state",
@@ -56,7 +60,8 @@ def run_worker(settings: Settings) -> int:
             client_kwargs=settings.aiokafka_kwargs(),
             producer=producer,
         )
-        runtime = Runtime(settings, store, KafkaSink(producer, settings), ruleset, model)
+        runtime = Runtime(settings, store, KafkaSink(producer, settings), ruleset, in_use.model)
+        runtime.model_origin = in_use.origin
         runtime.tasks.input_topic_id = topic_id(endpoint.bootstrap, settings, settings.input_topic)
         if runtime.tasks.input_topic_id is None:
             log.warning("the broker reports no topic ids: a deleted and re-created input topic is not detected (see docs/operations.md)")

@@ -56,6 +56,8 @@ class Metrics:
         self.suppressed = Counter("microseg_messages_suppressed_total", "Decisions held back, by reason.", ["message", "reason"], registry=r)
         self.rules_version = Gauge("microseg_rules_version_info", "The rule set in force (value 1).", ["version"], registry=r)
         self.rule_errors = Counter("microseg_rule_errors_total", "Published rule sets refused because they did not compile.", registry=r)
+        self.model_version = Gauge("microseg_model_version_info", "The predictive model in force (value 1; version none: no model).", ["version"], registry=r)
+        self.model_errors = Counter("microseg_model_errors_total", "Published predictive models refused because they were not usable models.", registry=r)
         self.consumer_lag = Gauge("microseg_consumer_lag", "Input records not yet processed, by partition.", ["partition"], registry=r)
         self.partitions = Gauge("microseg_partitions_assigned", "Input partitions this worker owns.", registry=r)
         self.customers = Gauge("microseg_customers", "Customers stored in this worker's partitions.", registry=r)
@@ -69,7 +71,7 @@ class Metrics:
             if segment == "micro":
                 continue
             cause = change["cause"]
-            kind = "tick" if cause == "tick" else "rules" if cause.startswith("rules:") else "event"
+            kind = "tick" if cause == "tick" else "rules" if cause.startswith("rules:") else "model" if cause.startswith("model:") else "event"
             transitions[(segment, change["change"], kind)] += 1
         for (segment, direction, kind), count in transitions.items():
             self.transitions.labels(segment=segment, direction=direction, cause=kind).inc(count)

@@ -60,6 +60,8 @@ class Runtime:
         self.sink = sink
         self._started = False
         self.model = model
+        self.model_origin = "packaged" if model is not None else "none"
+        """Where the model in force came from (``engine.model_in_use``); the worker and the models agent set it."""
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.tasks = PartitionTasks(Core(ruleset, model), store, input_topic=settings.input_topic)
@@ -78,6 +80,7 @@ class Runtime:
         """Readiness conditions (``/health/ready``), set by the consumer, the rules agent and the broker probe."""
         self._partitioner = DefaultPartitioner()
         self.metrics.rules_version.labels(version=ruleset.version).set(1)
+        self.metrics.model_version.labels(version=model.version if model is not None else "none").set(1)
 
     async def start(self) -> None:
         """Start the sink, then the store (they may share a producer); idempotent."""
@@ -278,6 +281,26 @@ class Runtime:
             swept += await self._sweep(partition)
         return swept
 
+    # -- predictive model -----------------------------------------------------------------
+
+    async def apply_model(self, model: PredictiveModel, origin: str) -> int:
+        """Swap in a new predictive model and re-evaluate every stored customer (cause ``model:<version>``)."""
+        if self.model is not None and model.version == self.model.version:
+            self.model, self.model_origin = model, origin  # the same scores: nothing to re-evaluate
+            return 0
+        async with self.lock:
+            old = self.model.version if self.model is not None else "none"
+            self.model, self.model_origin = model, origin
+            self.tasks.core = Core(self.ruleset, model)
+            self.metrics.model_version.clear()
+            self.metrics.model_version.labels(version=model.version).set(1)
+            log.info("predictive model %s -> %s", old, model.version)
+            partitions = sorted(self.ready)
+        swept = 0
+        for partition in partitions:
+            swept += await self._sweep(partition)
+        return swept
+
     async def _sweep(self, partition: int, chunk: int = 2_000) -> int:
         async with self.lock:
             if partition not in self.ready:
@@ -320,7 +343,8 @@ class Runtime:
             "customer_id": customer_id,
             "partition": partition,
             "as_of": iso(state.evaluated_at),
-            "rules_version": state.rules_version,
+            "rules_version": state.rules_version.partition("+")[0],
+            "model_version": state.rules_version.partition("+")[2] or None,
             "segments": list(state.segments),
             "code": state.code,
             "dimensions": dimensions,

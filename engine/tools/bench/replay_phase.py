@@ -30,14 +30,22 @@ def replay_figures(lines: list[bytes], settings: Settings) -> dict[str, Any]:
     """The pure core over ``lines`` in-process (``engine.tools.replay.replay``).
 
     Returns ``replay_events_per_s``, ``replay_seconds``, ``state_bytes_per_customer`` (mean encoded
-    state, bytes), ``state_bytes_p99``, ``customers_seen``, ``replay_changes``, ``replay_messages``.
+    state, bytes), ``state_bytes_p99``, ``customers_seen``, ``replay_changes``, ``replay_messages``,
+    ``model`` (the predictive model's version, or ``none``; a demo model is said so on stderr).
     """
+    import sys
+
+    from microseg.engine.model_in_use import FIT_FOR_BENCH, load_model_in_use
+
     from microseg.engine.tools.replay import replay
-    from microseg.engine.startup import load_predictive_model, load_ruleset, tune_gc
+    from microseg.engine.startup import load_ruleset, tune_gc
     from microseg.segments.step import Core
     from microseg.segments.state import encode
 
-    core = Core(load_ruleset(settings), load_predictive_model(settings))
+    in_use = load_model_in_use(settings.model_path)
+    if (warning := in_use.demo_warning(FIT_FOR_BENCH)) is not None:
+        print(f"warning: {warning}", file=sys.stderr)
+    core = Core(load_ruleset(settings), in_use.model)
     tune_gc()
     started = time.perf_counter()
     stats, states = replay(lines, core, _CountingSink())
@@ -52,4 +60,5 @@ def replay_figures(lines: list[bytes], settings: Settings) -> dict[str, Any]:
         "customers_seen": len(states),
         "replay_changes": stats.changes,
         "replay_messages": stats.messages,
+        "model": in_use.version,
     }

@@ -34,6 +34,7 @@ def bench_settings(base: Settings, prefix: str, partitions: int) -> Settings:
             "messages_topic": f"{prefix}-messages",
             "dlq_topic": f"{prefix}-dlq",
             "rules_topic": f"{prefix}-rules",
+            "models_topic": f"{prefix}-models",
             "changelog_topic": f"{prefix}-changelog",
             "group_id": f"{prefix}-group",
             "partitions": partitions,
@@ -159,6 +160,6 @@ def delete_topics(settings: Settings, bootstrap: str) -> None:
     with contextlib.suppress(Exception):
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="microseg-bench", **({} if not settings.broker else settings.kafka_python_kwargs()))
         try:
-            admin.delete_topics([*settings.topic_names, settings.rules_topic])
+            admin.delete_topics([*settings.topic_names, settings.rules_topic, settings.models_topic])
         finally:
             admin.close()

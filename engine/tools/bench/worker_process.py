@@ -50,6 +50,7 @@ class WorkerRun:
                 "MICROSEG_MESSAGES_TOPIC": settings.messages_topic,
                 "MICROSEG_DLQ_TOPIC": settings.dlq_topic,
                 "MICROSEG_RULES_TOPIC": settings.rules_topic,
+                "MICROSEG_MODELS_TOPIC": settings.models_topic,
                 "MICROSEG_CHANGELOG_TOPIC": settings.changelog_topic,
                 "MICROSEG_GROUP_ID": settings.group_id,
                 "PYTHONUNBUFFERED": "1",

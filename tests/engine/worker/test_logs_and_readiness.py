@@ -71,13 +71,16 @@ def test_readiness_names_each_failing_condition() -> None:
     clock = _Clock()
     health = Health(clock=clock)
     ok, body = health.readiness(assigned=set(), ready=set())
-    assert not ok and body["failing"] == ["broker", "group", "rules"], "nothing known yet"
+    assert not ok and body["failing"] == ["broker", "group", "rules", "model"], "nothing known yet"
     health.broker_answered_at = clock.now
     health.joined = True
     health.rules_end = 3
     health.rules_read = 1
+    health.models_end = 2
     ok, body = health.readiness(assigned={0, 1}, ready={1})
-    assert not ok and body["failing"] == ["partitions", "rules"]
+    assert not ok and body["failing"] == ["partitions", "rules", "model"]
+    assert body["conditions"]["model"] == {"ok": False, "error": "the models topic is being read", "end": 2, "read": 0}
+    health.models_read = 2
     assert body["conditions"]["partitions"] == {"ok": False, "assigned": [0, 1], "recovering": [0], "error": "partitions [0] are being recovered from the changelog"}
     assert body["conditions"]["rules"]["read"] == 1 and body["conditions"]["rules"]["end"] == 3
     health.rules_read = 3
