@@ -1,8 +1,9 @@
 """`microseg fit`: read a purchase history, fit BG/NBD + Gamma-Gamma, write the model file (and plots).
 
 Input is either a CSV with a header naming ``customer_id``, ``date`` and ``amount`` (other
-columns are ignored) or, with ``--from-events``, a JSON-lines file of CONTRACT §1 events of
-which only ``purchase`` events count. Bad rows are reported as ``file:line: reason`` and
+columns are ignored), with ``--from-events`` a JSON-lines file of CONTRACT §1 events of which
+only ``purchase`` events count, or with ``--from-topic`` the input topic itself
+(:mod:`microseg.engine.tools.topic_purchases`). Bad rows are reported as ``file:line: reason`` and
 skipped; they never stop the fit. The arithmetic lives in :mod:`microseg.segments.fitting`.
 """
 
@@ -40,6 +41,8 @@ __all__ = [
     "FitInputError",
     "RowProblem",
     "TransactionLog",
+    "TransactionBuilder",
+    "purchase_fields",
     "read_transactions_csv",
     "read_purchase_events",
     "parse_day",
@@ -60,10 +63,12 @@ class FitInputError(MicrosegError):
 
 @dataclass(frozen=True, slots=True)
 class RowProblem:
-    """A skipped input row: ``line`` is 1-based, as an editor shows it."""
+    """A skipped input row: ``line`` is 1-based, as an editor shows it; ``where`` names it
+    instead when it is not a line of a file (a topic's partition and offset)."""
 
     line: int
     message: str
+    where: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +86,9 @@ class TransactionLog:
         return int(self.customer.shape[0])
 
 
-class _Builder:
+class TransactionBuilder:
+    """Purchase rows as they are read, then ``build`` them into a ``TransactionLog``."""
+
     def __init__(self) -> None:
         self.codes: dict[str, int] = {}
         self.customer: list[int] = []
@@ -156,7 +163,7 @@ def read_transactions_csv(path: Path) -> TransactionLog:
         raise FitInputError(msg)
     ic, id_, ia = (names.index(n) for n in _REQUIRED)
     width = max(ic, id_, ia) + 1
-    out = _Builder()
+    out = TransactionBuilder()
     day_cache: dict[str, int] = {}
     for row in reader:
         line = reader.line_num
@@ -182,7 +189,9 @@ def read_transactions_csv(path: Path) -> TransactionLog:
     return out.build(str(path))
 
 
-def _purchase_fields(event: object) -> tuple[str, int, float] | None:
+def purchase_fields(event: object) -> tuple[str, int, float] | None:
+    """(customer_id, day ordinal of ``ts`` as written, in its own offset, amount) of a purchase
+    event as parsed JSON; None for other types. Raises ``ValueError`` naming what is wrong."""
     if not isinstance(event, dict) or event.get("type") != "purchase":
         return None
     customer_id = event.get("customer_id")
@@ -203,7 +212,7 @@ def _purchase_fields(event: object) -> tuple[str, int, float] | None:
 
 def read_purchase_events(path: Path) -> TransactionLog:
     """Transactions from the ``purchase`` events of a JSON-lines event file; other types are skipped, refunds ignored."""
-    out = _Builder()
+    out = TransactionBuilder()
     seen: set[str] = set()
     for line, text in enumerate(_open_text(path), start=1):
         if not text.strip():
@@ -214,7 +223,7 @@ def read_purchase_events(path: Path) -> TransactionLog:
             out.problems.append(RowProblem(line, f"not JSON ({exc})"))
             continue
         try:
-            fields = _purchase_fields(event)
+            fields = purchase_fields(event)
         except ValueError as exc:
             out.problems.append(RowProblem(line, str(exc)))
             continue
@@ -233,8 +242,11 @@ def _iso(day: int) -> str:
     return date.fromordinal(day).isoformat()
 
 
-def build_model(log: TransactionLog, calibration_end: date | None = None) -> tuple[PredictiveModel, CustomerSummary]:
-    """Fit both models on the calibration part of ``log`` and describe the fit in the model file."""
+def build_model(
+    log: TransactionLog, calibration_end: date | None = None, *, description: str | None = None, demo: bool = False
+) -> tuple[PredictiveModel, CustomerSummary]:
+    """Fit both models on the calibration part of ``log`` and describe the fit in the model file
+    (``description``: what it was fitted on, in words; ``demo``: not fitted on real purchases)."""
     if len(log) == 0:
         raise FitInputError(f"{log.source}: no valid purchases to fit (see the skipped rows above)")
     end = calibration_end.toordinal() if calibration_end is not None else None
@@ -256,7 +268,7 @@ def build_model(log: TransactionLog, calibration_end: date | None = None) -> tup
         mean_T=round(float(summary.T.mean()), 6),
         mean_repeat_spend=round(float(summary.m_x[repeat].mean()), 6) if repeat.any() else None,
     )
-    return PredictiveModel(bgnbd=bg.params, gamma_gamma=gg.params, unit=_UNIT, fit=info), summary
+    return PredictiveModel(bgnbd=bg.params, gamma_gamma=gg.params, unit=_UNIT, fit=info, demo=demo, description=description), summary
 
 
 def write_model(model: PredictiveModel, out: Path) -> None:
@@ -335,9 +347,36 @@ def _save(fig: object, path: Path, plt: object) -> Path:
 def _report_problems(problems: Iterable[RowProblem], source: str) -> None:
     problems = list(problems)
     for p in problems[:_SHOWN_PROBLEMS]:
-        typer.echo(f"{source}:{p.line}: {p.message} (row skipped)", err=True)
+        typer.echo(f"{p.where or f'{source}:{p.line}'}: {p.message} (row skipped)", err=True)
     if len(problems) > _SHOWN_PROBLEMS:
         typer.echo(f"{source}: ... and {len(problems) - _SHOWN_PROBLEMS} more bad rows skipped", err=True)
+
+
+_SHORT_HISTORY_DAYS = 90
+"""Fewer days of purchases than this in the topic: ``fit --from-topic`` warns that the history is short."""
+
+
+def _read_topic(broker: str | None, rules: Path | None) -> TransactionLog:
+    """The input topic's purchases (``engine.tools.topic_purchases``), with what was read and skipped said on stderr."""
+    from microseg.engine.settings import load_settings
+    from microseg.engine.tools.topic_purchases import read_topic_purchases
+    from microseg.segments.rulefiles import load_rules
+
+    settings = load_settings(broker=broker)
+    if settings.bootstrap_servers is None:
+        raise FitInputError("--from-topic needs the workers' broker: set MICROSEG_BROKER or --broker")
+    directory = rules or settings.rules_dir
+    catalog = load_rules(directory).catalog if directory is not None else None
+    found = read_topic_purchases(settings, ",".join(settings.bootstrap_servers), catalog=catalog)
+    ends = ", ".join(f"{p}:{o}" for p, o in sorted(found.ends.items()))
+    typer.echo(
+        f"read {found.records} records of {settings.input_topic} (partition:end offset {ends}): {found.purchases} purchases, "
+        f"{found.skipped} records skipped, {found.duplicates} duplicate purchases, {found.erased_customers} erased customers left out",
+        err=True,
+    )
+    if found.reasons:
+        typer.echo(f"skipped records by reason: {dict(found.reasons.most_common(10))}", err=True)
+    return found.log
 
 
 def fit_command(
@@ -347,6 +386,15 @@ def fit_command(
     from_events: Annotated[
         Path | None, typer.Option("--from-events", help="JSON-lines events; the purchase events become the transactions")
     ] = None,
+    from_topic: Annotated[
+        bool, typer.Option("--from-topic", help="the purchases in the input topic (MICROSEG_INPUT_TOPIC), read from its beginning")
+    ] = False,
+    broker: Annotated[str | None, typer.Option("--broker", help="with --from-topic: kafka://host:port (default: MICROSEG_BROKER)")] = None,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", file_okay=False, help="with --from-topic: validate records with this rule set's event catalog (default: MICROSEG_RULES_DIR, else the built-in types)")
+    ] = None,
+    description: Annotated[str | None, typer.Option("--description", help="what the model is fitted on, in words (shown by workers and replay)")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="mark the model as a demo model, not fitted on real purchases (users are warned)")] = False,
     out: Annotated[Path, typer.Option("--out", help="model file to write (JSON)")] = Path("model.json"),
     calibration_end: Annotated[
         str | None, typer.Option("--calibration-end", help="last calibration day YYYY-MM-DD (inclusive); later purchases are the holdout")
@@ -356,8 +404,8 @@ def fit_command(
     """Fit the churn/CLV model (BG/NBD + Gamma-Gamma, weeks) on a purchase history."""
     started = time.perf_counter()
     try:
-        if (transactions is None) == (from_events is None):
-            raise FitInputError("give exactly one of --transactions FILE.csv or --from-events FILE.jsonl")
+        if (transactions is not None) + (from_events is not None) + from_topic != 1:
+            raise FitInputError("give exactly one of --transactions FILE.csv, --from-events FILE.jsonl or --from-topic")
         end: date | None = None
         if calibration_end is not None:
             try:
@@ -366,11 +414,12 @@ def fit_command(
                 raise FitInputError(f"--calibration-end {calibration_end!r} is not a date; use YYYY-MM-DD") from None
         if transactions is not None:
             log = read_transactions_csv(transactions)
-        else:
-            assert from_events is not None
+        elif from_events is not None:
             log = read_purchase_events(from_events)
+        else:
+            log = _read_topic(broker, rules)
         _report_problems(log.problems, log.source)
-        model, summary = build_model(log, end)
+        model, summary = build_model(log, end, description=description, demo=demo)
         write_model(model, out)
         figures = write_plots(model, summary, plots) if plots is not None else []
     except MicrosegError as exc:
@@ -382,6 +431,12 @@ def fit_command(
         f"fitted {info.customers} customers ({info.repeat_customers} repeat buyers, {info.purchase_days} purchase days, "
         f"{len(log.problems)} rows skipped), calibration {info.calibration_start}..{info.calibration_end}, unit {model.unit}"
     )
+    if from_topic and summary.last_day - summary.first_day < _SHORT_HISTORY_DAYS:
+        typer.echo(
+            f"warning: the topic holds {summary.last_day - summary.first_day + 1} days of purchases (its retention is 7 days unless raised): "
+            "too short to tell who has stopped buying; fit on a longer history (--from-events / --transactions) or raise the topic's retention.ms",
+            err=True,
+        )
     typer.echo(f"BG/NBD      r={bg.r:.5g} alpha={bg.alpha:.5g} a={bg.a:.5g} b={bg.b:.5g}  log-likelihood {info.bgnbd_log_likelihood:.2f}")
     typer.echo(f"Gamma-Gamma p={gg.p:.5g} q={gg.q:.5g} v={gg.v:.5g}  log-likelihood {info.gamma_gamma_log_likelihood:.2f}")
     for finding in model_warnings(model):
@@ -390,5 +445,5 @@ def fit_command(
         typer.echo("no holdout period: pass --calibration-end before the last purchase date to get calibration_vs_holdout.png")
     for fig in figures:
         typer.echo(f"wrote {fig}")
-    typer.echo(f"wrote {out} in {time.perf_counter() - started:.2f} s")
+    typer.echo(f"wrote {out} (model {model.version}) in {time.perf_counter() - started:.2f} s")
     sys.stdout.flush()
