@@ -358,8 +358,7 @@ def import_command(
 ) -> None:
     """Purchase history (CSV or CDNOW) -> purchase events (JSONL), sorted by time; bad rows reported and skipped.
 
-    Exit 0 when at least one row was imported (bad rows are reported on stderr as file:line: reason),
-    1 when none could be (nothing is written then), 2 when the file or options cannot be used.
+    Exit 0 when at least one row was imported (bad rows are reported on stderr as file:line: reason), 1 when none could be (nothing is written then), 2 when the file or options cannot be used.
     """
     started = time.perf_counter()
     sep = "\t" if delimiter.lower() in ("tab", "\\t") else delimiter
