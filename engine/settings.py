@@ -6,7 +6,7 @@ import ssl
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from microseg.errors import ConfigError
@@ -56,7 +56,12 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, le=10_000)
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
-    api_token: SecretStr | None = None
+    api_token: SecretStr | None = Field(
+        None, description="bearer token for every customer endpoint, erasure included (docs/security.md); never logged"
+    )
+    read_token: SecretStr | None = Field(
+        None, description="bearer token that may only read personal data (explain, segment members, console pages)"
+    )
     erasure_secret: SecretStr | None = Field(
         None, description="key of the hash under which erased customers' marks are stored; same on every worker, never changed"
     )
@@ -68,6 +73,7 @@ class Settings(BaseSettings):
     rules_topic: str = "microseg-rules"
     models_topic: str = "microseg-models"
     changelog_topic: str = "microseg-dna-changelog"
+    erasure_audit_topic: str = "customer-erasures-audit"
     group_id: str = "microseg"
     replication_factor: int = Field(1, ge=1)
 
@@ -101,6 +107,28 @@ class Settings(BaseSettings):
         except ConfigError as exc:
             raise ValueError(str(exc)) from exc
         return value.strip()
+
+    @field_validator("api_token", "read_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: Any) -> Any:
+        """An empty value (``MICROSEG_READ_TOKEN=`` or compose's ``${MICROSEG_READ_TOKEN:-}``) means unset."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(text, str) and not text else value
+
+    @field_validator("api_token", "read_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        if len(text.strip()) < 16:
+            raise ValueError("at least 16 characters (e.g. openssl rand -hex 32)")
+        if text != text.strip() or any(ch.isspace() for ch in text):
+            raise ValueError("no spaces (a bearer token is one word)")
+        other = info.data.get("api_token") if info.field_name == "read_token" else None
+        if isinstance(other, SecretStr) and other.get_secret_value() == text:
+            raise ValueError("must differ from MICROSEG_API_TOKEN (a read token must not be able to erase)")
+        return value
 
     @field_validator("erasure_secret")
     @classmethod

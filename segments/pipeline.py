@@ -33,7 +33,7 @@ from microseg.schemas.events import Event, InvalidEvent, decode_event
 from microseg.segments.state import CustomerState
 from microseg.segments.step import Core, StepResult
 
-__all__ = ["InputRecord", "Record", "Batch", "Pipeline", "StateLoader", "dead_letter", "INTERNAL_ERROR"]
+__all__ = ["InputRecord", "Record", "Erasure", "Batch", "Pipeline", "StateLoader", "dead_letter", "INTERNAL_ERROR"]
 
 INTERNAL_ERROR = "internal error while processing"
 
@@ -72,6 +72,21 @@ class Record(NamedTuple):
     key: bytes | None
     value: bytes
     timestamp: int | None = None
+
+
+class Erasure(NamedTuple):
+    """An ``erasure_requested`` event the pipeline applied, for the host's audit trail.
+
+    ``outcome``: ``erased`` (the customer had data, now deleted), ``already_erased`` (an erased
+    mark was there: nothing left) or ``unknown`` (no state: a bare erased mark now keeps later
+    events out). ``t``: the event's time (epoch seconds); ``partition``/``offset``: the input record."""
+
+    customer_id: str
+    event_id: str
+    t: float
+    outcome: str
+    partition: int
+    offset: int
 
 
 def dead_letter(reason: str, raw: bytes, *, topic: str, partition: int | None, offset: int | None) -> dict[str, Any]:
@@ -115,6 +130,8 @@ class Batch:
         """Values computed traits could not keep (``traits.MAX_VALUES``)."""
         self.stuck: dict[str, str] = {}
         """Customers time could not be run on for (``advance``), with the error; their stored state stays."""
+        self.erasures: list[Erasure] = []
+        """Erasure requests applied, in input order (duplicates of an applied one are not)."""
 
     def __len__(self) -> int:
         """Records to deliver (changes, messages and dead letters)."""
@@ -155,6 +172,7 @@ class Batch:
         self.after_erasure += other.after_erasure
         self.dropped_values += other.dropped_values
         self.stuck.update(other.stuck)
+        self.erasures += other.erasures
 
 
 Encoder = Callable[[CustomerState], bytes]
@@ -241,8 +259,12 @@ class Pipeline:
                 continue
             if result.ignored:
                 out.after_erasure += 1
+                if kind == "erasure_requested":
+                    out.erasures.append(Erasure(customer_id, event.event_id, event.t, "already_erased", partition, record.offset))
                 continue
             states[customer_id] = result.state
+            if kind == "erasure_requested":
+                out.erasures.append(Erasure(customer_id, event.event_id, event.t, "unknown" if state is None else "erased", partition, record.offset))
             if result.dropped_values:
                 out.dropped_values += result.dropped_values
             if result.changes or result.messages or result.suppressed:

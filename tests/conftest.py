@@ -55,6 +55,7 @@ def topic_env(prefix: str) -> dict[str, str]:
         "MICROSEG_RULES_TOPIC": f"{prefix}-rules",
         "MICROSEG_MODELS_TOPIC": f"{prefix}-models",
         "MICROSEG_CHANGELOG_TOPIC": f"{prefix}-changelog",
+        "MICROSEG_ERASURE_AUDIT_TOPIC": f"{prefix}-erasures-audit",
         "MICROSEG_GROUP_ID": f"{prefix}-group",
     }
 

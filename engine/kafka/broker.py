@@ -338,6 +338,8 @@ def _topic_configs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     topics[settings.changelog_topic] = (settings.partitions, compacted)
     topics[settings.rules_topic] = (1, dict(compacted))
     topics[settings.models_topic] = (1, dict(compacted))
+    # the erasure audit: an append-only log, kept until someone decides otherwise (docs/security.md)
+    topics[settings.erasure_audit_topic] = (1, {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"})
     return topics
 
 
@@ -379,6 +381,7 @@ def ensure_topics(bootstrap: str, settings: Settings, *, timeout: float = 30.0) 
         admin.close()
     expected = settings.partitions
     wrong = {name: n for name, n in counts.items() if name not in (settings.rules_topic, settings.models_topic) and n != expected}
+    wrong.pop(settings.erasure_audit_topic, None)  # one partition of its own, like the rules
     if wrong:
         listing = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
         msg = (

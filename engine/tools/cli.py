@@ -496,8 +496,9 @@ def explain_command(
     settings = _settings()
     base = url or f"http://{settings.web_host}:{settings.web_port}"
     request = urllib.request.Request(f"{base}/customers/{customer_id}")
-    if settings.api_token is not None:
-        request.add_header("Authorization", f"Bearer {settings.api_token.get_secret_value()}")
+    token = settings.read_token or settings.api_token  # the least power that can read
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token.get_secret_value()}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             typer.echo(response.read().decode())

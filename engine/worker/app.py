@@ -22,6 +22,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from microseg.engine.model_in_use import ModelInUse
+from microseg.engine.worker.auth import Guard, Scope
 from microseg.engine.worker.consumer import consume_forever
 from microseg.engine.worker.health import probe_broker_forever
 from microseg.engine.worker.runtime import Runtime
@@ -136,6 +137,13 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime, *, embedded_
         web_port=settings.web_port or 6066,
         web_host=settings.web_host,
         web_in_thread=False,
+        # Faust's own pages off: /table reads table keys, /router and /assignment show the cluster's
+        # topology, / and /graph its internals; the worker serves only its own pages (docs/security.md)
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
     )
     app.input_consumer = lambda: consume_forever(settings, bootstrap, runtime)  # type: ignore[attr-defined]
     app.runtime = runtime  # type: ignore[attr-defined]
@@ -182,14 +190,20 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime, *, embedded_
     return app
 
 
-def _authorised(settings: Settings, request: Request) -> bool:
-    if settings.api_token is None:
-        return True
-    header = request.headers.get("Authorization", "")
-    return header == f"Bearer {settings.api_token.get_secret_value()}"
+def _refused(guard: Guard, view: View, request: Request, scope: Scope, runtime: Runtime) -> Response | None:
+    """The guard's answer (``engine.worker.auth``) as a response, or None when the request may go on."""
+    refusal = guard.check(request.headers.get("Authorization"), request.query.items(), scope)  # type: ignore[attr-defined]
+    if refusal is None:
+        return None
+    runtime.metrics.api_refused.labels(reason=refusal.reason).inc()
+    return view.bytes(refusal.body, content_type="application/json", status=refusal.status, headers=refusal.headers)
 
 
 def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    """Public: /metrics, /health, /health/ready and /segments (no personal data: counts and versions);
+    behind the token guard: /customers/{id} (docs/security.md)."""
+    guard = Guard(settings.api_token, settings.read_token)
+
     @app.page("/metrics")
     async def metrics(web: Any, request: Request) -> Response:
         return web.bytes(generate_latest(runtime.metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
@@ -219,8 +233,8 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     @app.page("/customers/{customer_id}")
     class Customer(View):
         async def get(self, request: Request, customer_id: str) -> Response:
-            if not _authorised(settings, request):
-                return self.json({"error": "missing or wrong bearer token"}, status=401)
+            if (refused := _refused(guard, self, request, Scope.READ, runtime)) is not None:
+                return refused
             found = runtime.explain(customer_id)
             if found is None:
                 return self.json({"error": f"customer {customer_id!r} is not known"}, status=404)
@@ -228,16 +242,18 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             return self.bytes(orjson.dumps(found, default=str), content_type="application/json", status=status)
 
         async def delete(self, request: Request, customer_id: str) -> Response:
-            if not _authorised(settings, request):
-                return self.json({"error": "missing or wrong bearer token"}, status=401)
+            if (refused := _refused(guard, self, request, Scope.ADMIN, runtime)) is not None:
+                return refused
             status, partition = runtime.erasure_status(customer_id)
             if status == "not_owned":
                 return self.json({"error": f"partition {partition} is not owned by this worker", "partition": partition}, status=409)
             if status == "recovering":
                 return self.json({"error": f"partition {partition} is being recovered; try again", "partition": partition}, status=503)
             if status == "unknown":
-                return self.json({"error": f"customer {customer_id!r} is not known", "customer_id": customer_id, "status": "unknown"}, status=404)
+                audited = await runtime.audit_answered(customer_id, "unknown")
+                return self.json({"error": f"customer {customer_id!r} is not known", "customer_id": customer_id, "status": "unknown", "request_id": audited}, status=404)
             if status == "erased":
-                return self.json({"error": f"customer {customer_id!r} is already erased", "customer_id": customer_id, "status": "erased"}, status=410)
+                audited = await runtime.audit_answered(customer_id, "already_erased")
+                return self.json({"error": f"customer {customer_id!r} is already erased", "customer_id": customer_id, "status": "erased", "request_id": audited}, status=410)
             event_id = await runtime.request_erasure(customer_id)
-            return self.json({"customer_id": customer_id, "erasure_event": event_id, "status": "accepted"}, status=202)
+            return self.json({"customer_id": customer_id, "erasure_event": event_id, "request_id": event_id, "status": "accepted"}, status=202)

@@ -42,6 +42,9 @@ class OutputSink(Protocol):
     async def submit_event(self, customer_id: str, event: dict[str, Any]) -> None:
         """An event for the input topic (an erasure request), durable on return."""
 
+    async def audit(self, records: list[tuple[bytes, dict[str, Any]]]) -> None:
+        """Erasure audit records (key, value) for the audit topic (``engine.worker.audit``), durable on return."""
+
 
 class OutputWriter:
     """Keyed records to topics; a customer's partition is computed once (murmur2 in Python is not cheap)."""
@@ -90,8 +93,8 @@ class OutputWriter:
 
 
 class KafkaSink:
-    """The worker's sink: ``changes_topic``, ``messages_topic``, ``dlq_topic`` and the input topic,
-    through the producer it shares with the state changelog."""
+    """The worker's sink: ``changes_topic``, ``messages_topic``, ``dlq_topic``, the input topic and
+    ``erasure_audit_topic``, through the producer it shares with the state changelog."""
 
     def __init__(self, producer: SharedProducer, settings: Settings) -> None:
         self.shared = producer
@@ -130,6 +133,10 @@ class KafkaSink:
         futures = await self.writer.send(self.settings.input_topic, [(customer_id.encode(), event)])
         await asyncio.gather(*futures)
 
+    async def audit(self, records: list[tuple[bytes, dict[str, Any]]]) -> None:
+        if records:
+            await asyncio.gather(*await self.writer.send(self.settings.erasure_audit_topic, records))
+
 
 @dataclass
 class MemorySink:
@@ -139,6 +146,7 @@ class MemorySink:
     messages: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    audits: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
     deliveries: int = 0
 
     async def start(self) -> None:
@@ -155,3 +163,6 @@ class MemorySink:
 
     async def submit_event(self, customer_id: str, event: dict[str, Any]) -> None:
         self.events.append((customer_id, event))
+
+    async def audit(self, records: list[tuple[bytes, dict[str, Any]]]) -> None:
+        self.audits += records

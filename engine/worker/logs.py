@@ -1,4 +1,4 @@
-"""Repeated log lines, at most one per kind per window.
+"""The worker's log hygiene: repeated lines cut to one per kind per window, secrets never written.
 
 A worker that loses its broker hears about it from every client at once (the input consumer, the
 producer, Faust's own consumer and producer), each retrying several times a second: about 85
@@ -6,6 +6,13 @@ error lines a second, which bury the one line that says what happened. ``RepeatF
 first line of a kind through, drops the repeats for ``window`` seconds, and the next line of that
 kind after the window says how many were dropped. A kind is the logger, the level and the message
 template with its numbers blanked (so ``node 1`` and ``node 2`` are one kind).
+
+``RedactFilter`` is the last line of defence for secrets (docs/security.md): no code logs a token
+or a request line on purpose (Faust starts aiohttp with its access log off), but a library's
+warning or a traceback might carry one. Every record is formatted, and the configured secrets'
+values, whatever follows ``Bearer`` or ``Authorization``, the query string of anything that looks
+like a request line or URL path, and the value of a bare ``token=``-like parameter are replaced
+before a handler writes it.
 """
 
 from __future__ import annotations
@@ -14,11 +21,17 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-__all__ = ["RepeatFilter", "install_repeat_filter"]
+__all__ = ["RepeatFilter", "install_repeat_filter", "RedactFilter", "install_redaction", "REDACTED"]
 
 _NUMBER = re.compile(r"\d+")
+
+REDACTED = "<redacted>"
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[^\s\"',;]+")
+_AUTHORIZATION = re.compile(r"(?i)\b(authorization['\"]?\s*[:=]\s*['\"]?)(?!\s*bearer\b)[^\s\"',;][^\"',;\n]*")
+_TOKEN_PARAM = re.compile(r"(?i)\b(access_token|api_token|read_token|token|api_key|apikey|bearer)=[^&\s\"',;]+")
+_QUERY = re.compile(r"(?P<path>(?:https?://[^\s/?#\"']+)?/[^\s?#\"']*)\?[^\s#\"']+")
 
 
 class RepeatFilter(logging.Filter):
@@ -63,4 +76,54 @@ def install_repeat_filter(window: float = 10.0) -> RepeatFilter:
         for existing in [f for f in handler.filters if isinstance(f, RepeatFilter)]:
             handler.removeFilter(existing)
         handler.addFilter(found)
+    return found
+
+
+class RedactFilter(logging.Filter):
+    """Rewrites each record with ``secrets``, bearer credentials and URL query strings replaced by
+    ``REDACTED`` (the message is formatted here, once; the traceback text too)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        if "?" in text:
+            text = _QUERY.sub(lambda m: f"{m['path']}?{REDACTED}", text)
+        if "=" in text:
+            text = _TOKEN_PARAM.sub(lambda m: f"{m[1]}={REDACTED}", text)
+        lowered = text.lower()
+        if "bearer" in lowered:
+            text = _BEARER.sub(lambda m: f"{m[1]} {REDACTED}", text)
+        if "authorization" in lowered:
+            text = _AUTHORIZATION.sub(lambda m: f"{m[1]}{REDACTED}", text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that does not format is left to the handler's own error path
+            return True
+        cleaned = self.redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+def install_redaction(secrets: Iterable[str] = ()) -> RedactFilter:
+    """Put one ``RedactFilter`` first on every handler of the root logger."""
+    found = RedactFilter(secrets)
+    for handler in logging.getLogger().handlers:
+        for existing in [f for f in handler.filters if isinstance(f, RedactFilter)]:
+            handler.removeFilter(existing)
+        handler.filters.insert(0, found)
     return found

@@ -11,7 +11,8 @@ from microseg.errors import ConfigError
 from microseg.engine.settings import Settings
 from microseg.engine.model_in_use import FIT_FOR_WORKER, load_model_in_use
 from microseg.engine.startup import load_ruleset, quiet_loggers, tune_gc
-from microseg.engine.worker.logs import install_repeat_filter
+from microseg.engine.worker.auth import Guard, check_bind
+from microseg.engine.worker.logs import install_redaction, install_repeat_filter
 
 __all__ = ["run_worker"]
 
@@ -21,7 +22,8 @@ log = logging.getLogger("microseg.worker")
 def run_worker(settings: Settings) -> int:
     """Run until interrupted (returns 0); with no broker configured, an embedded one lives as long as
     the worker. Raises ``MicrosegError`` (one line, the command exits 2) when the broker cannot be
-    reached at start, the topics do not fit, or the embedded broker dies under the worker."""
+    reached at start, the topics do not fit, the embedded broker dies under the worker, or the web
+    endpoints would serve customers beyond this machine without a token."""
     import faust
 
     from microseg.engine.worker.app import build_app
@@ -35,8 +37,12 @@ def run_worker(settings: Settings) -> int:
             "MICROSEG_ERASURE_SECRET is required with a configured broker: the key under which erased customers "
             "are remembered (at least 16 characters, e.g. openssl rand -hex 32; the same on every worker, never changed)"
         )
+    unguarded = check_bind(settings.web_host, settings.web_port, Guard(settings.api_token, settings.read_token))
     quiet_loggers(logging.DEBUG if os.environ.get("MICROSEG_DEBUG") else logging.INFO)
     install_repeat_filter(10.0)
+    install_redaction(s.get_secret_value() for s in (settings.api_token, settings.read_token, settings.erasure_secret, settings.sasl_password) if s is not None)
+    if unguarded is not None:
+        log.warning(unguarded)
     ruleset = load_ruleset(settings)
     in_use = load_model_in_use(settings.model_path)
     tune_gc()

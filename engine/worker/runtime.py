@@ -31,6 +31,7 @@ from microseg.segments.pipeline import Batch, InputRecord
 
 from microseg.engine.settings import Settings
 from microseg.engine.state.base import DnaStore
+from microseg.engine.worker.audit import ErasureAudit, new_api_request_id
 from microseg.engine.worker.delivery import OutputSink
 from microseg.engine.worker.health import Health
 from microseg.engine.worker.metrics import Metrics, observe_many
@@ -68,6 +69,8 @@ class Runtime:
         self.erased_key: Callable[[str], str] = functools.partial(erasure_key, settings.erasure_key_bytes())
         """Where a customer's erased mark is stored (a keyed hash of the id, ``segments.state``)."""
         self.tasks.erased_key = self.erased_key  # type: ignore[attr-defined]
+        self.audit = ErasureAudit.from_settings(settings)
+        """Builds the erasure audit records (``engine.worker.audit``), sent with each batch's outputs."""
         self.lock = asyncio.Lock()
         self.assigned: set[int] = set()
         self.ready: set[int] = set()
@@ -116,13 +119,26 @@ class Runtime:
         return ("erased" if found else "unknown"), partition
 
     async def request_erasure(self, customer_id: str) -> str:
-        """Queue an ``erasure_requested`` event so the owning worker forgets the customer in order."""
+        """Queue an ``erasure_requested`` event so the owning worker forgets the customer in order.
+        Its id (``engine.worker.audit.new_api_request_id``) holds nothing of the customer: it goes
+        to the audit trail and, as the cause, to the exits the erasure emits."""
         await self.start()
         now = self.clock()
-        event_id = f"erasure-{customer_id}-{int(now * 1000)}"
+        event_id = new_api_request_id()
         event = {"event_id": event_id, "customer_id": customer_id, "type": "erasure_requested", "ts": iso(now), "props": {}}
         await self.sink.submit_event(customer_id, event)
         return event_id
+
+    async def audit_answered(self, customer_id: str, outcome: str) -> str:
+        """Audit an erasure request the API answered without queueing anything (``unknown`` or
+        ``already_erased``); returns the request id it was recorded under."""
+        await self.start()
+        request_id = new_api_request_id()
+        now = self.clock()
+        record = self.audit.record(customer_id, request_id, outcome, now=now, requested_t=now, rules_version=self.ruleset.version)
+        await self.sink.audit([record])
+        self.metrics.erasures.labels(via="api", outcome=outcome).inc()
+        return request_id
 
     @property
     def ruleset(self) -> RuleSet:
@@ -224,6 +240,11 @@ class Runtime:
         """Outputs first, then state: a crash between the two re-emits the same records (same ids)."""
         if len(out):
             await self.sink.deliver(out)
+        if out.erasures:  # audited before the erasure is stored: at least once, never after the fact
+            records = self.audit.of_batch(out.erasures, out.changes, now=self.clock(), rules_version=self.ruleset.version)
+            await self.sink.audit(records)
+            for _, value in records:
+                self.metrics.erasures.labels(via=value["via"], outcome=value["outcome"]).inc()
         await self.store.flush()
         now = time.time()
         observe_many(self.metrics.produce_to_output_seconds, [max(now - produced_ms / 1000, 0.0) for produced_ms in out.source_ms])

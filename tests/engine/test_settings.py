@@ -51,13 +51,13 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MICROSEG_BROKER", "kafka://k1:9092,k2:9092")
     monkeypatch.setenv("MICROSEG_PARTITIONS", "8")
     monkeypatch.setenv("MICROSEG_WEB_PORT", "7000")
-    monkeypatch.setenv("MICROSEG_API_TOKEN", "s3cret")
+    monkeypatch.setenv("MICROSEG_API_TOKEN", "s3cret-s3cret-s3cret")
     settings = Settings()
     assert settings.bootstrap_servers == ("k1:9092", "k2:9092")
     assert not settings.embedded
     assert settings.partitions == 8
     assert settings.web_port == 7000
-    assert settings.api_token is not None and settings.api_token.get_secret_value() == "s3cret"
+    assert settings.api_token is not None and settings.api_token.get_secret_value() == "s3cret-s3cret-s3cret"
 
 
 def test_defaults_mean_embedded() -> None:
@@ -74,9 +74,9 @@ def test_frozen() -> None:
 
 
 def test_secrets_masked() -> None:
-    settings = Settings(api_token="tok-123", sasl_password="pw-456")
+    settings = Settings(api_token="tok-123-tok-123-tok", read_token="read-456-read-456", sasl_password="pw-456")
     printed = repr(settings) + str(settings) + settings.model_dump_json()
-    assert "tok-123" not in printed and "pw-456" not in printed
+    assert "tok-123" not in printed and "pw-456" not in printed and "read-456" not in printed
 
 
 def test_load_settings_reports_fields(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -172,3 +172,23 @@ def test_a_customer_the_core_cannot_advance_keeps_its_state_and_the_others_go_on
     assert list(batch.stuck) == ["a"] and "ZeroDivisionError" in batch.stuck["a"]
     assert [(c["customer_id"], c["segment"]) for c in batch.changes] == [("b", "quiet")]
     assert set(batch.states[0]) == {"b"}
+
+
+def test_every_applied_erasure_is_listed_with_what_it_found() -> None:
+    host = Host(Pipeline(Core(RULES), source="in"))
+    host.run([rec(0, "a", "purchase", "2026-05-01T10:00:00Z", order_id="1", amount=3)])
+    batch = host.run([
+        rec(1, "a", "erasure_requested", "2026-05-02T10:00:00Z"),
+        rec(2, "a", "session_started", "2026-05-02T10:01:00Z"),  # after the erasure: dropped, not listed
+        rec(3, "a", "erasure_requested", "2026-05-02T10:02:00Z"),  # again, in the same batch
+        rec(4, "never-seen", "erasure_requested", "2026-05-02T10:03:00Z"),
+    ])
+    assert [(e.customer_id, e.event_id, e.outcome, e.partition, e.offset) for e in batch.erasures] == [
+        ("a", "e0-1", "erased", 0, 1), ("a", "e0-3", "already_erased", 0, 3), ("never-seen", "e0-4", "unknown", 0, 4),
+    ]
+    assert batch.erasures[0].t == parse_ts("2026-05-02T10:00:00Z")
+    assert [(c["customer_id"], c["segment"], c["change"], c["cause"]) for c in batch.changes] == [("a", "buyer", "exited", "e0-1")]
+    assert host.states["never-seen"].erased, "an unknown id erased by an event leaves a mark"
+    redelivered = host.run([rec(1, "a", "erasure_requested", "2026-05-02T10:00:00Z")])
+    assert [e.outcome for e in redelivered.erasures] == ["already_erased"], "a redelivery after the mark was stored"
+    assert Host(Pipeline(Core(RULES), source="in")).run([rec(0, "b", "session_started", "2026-05-01T10:00:00Z")]).erasures == []

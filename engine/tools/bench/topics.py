@@ -36,6 +36,7 @@ def bench_settings(base: Settings, prefix: str, partitions: int) -> Settings:
             "rules_topic": f"{prefix}-rules",
             "models_topic": f"{prefix}-models",
             "changelog_topic": f"{prefix}-changelog",
+            "erasure_audit_topic": f"{prefix}-erasures-audit",
             "group_id": f"{prefix}-group",
             "partitions": partitions,
         }
@@ -161,5 +162,6 @@ def delete_topics(settings: Settings, bootstrap: str) -> None:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="microseg-bench", **({} if not settings.broker else settings.kafka_python_kwargs()))
         try:
             admin.delete_topics([*settings.topic_names, settings.rules_topic, settings.models_topic])
+            admin.delete_topics([settings.erasure_audit_topic])
         finally:
             admin.close()
