@@ -120,6 +120,13 @@ class CampaignProps(PropsModel):
     campaign_id: Id | None = None
 
 
+class ConvertedProps(CampaignProps):
+    """A conversion credited to a message; ``variant`` (optional) names the message variant that
+    was sent, so Thompson sampling (``segments.bandit``) can credit the right arm."""
+
+    variant: Id | None = None
+
+
 class SurveyProps(PropsModel):
     kind: Literal["nps", "csat", "ces"]
     score: int
@@ -199,7 +206,7 @@ PROPS_BY_TYPE: dict[str, type[PropsModel]] = {
     "campaign_delivered": CampaignProps,
     "campaign_opened": CampaignProps,
     "campaign_clicked": CampaignProps,
-    "campaign_converted": CampaignProps,
+    "campaign_converted": ConvertedProps,
     "campaign_unsubscribed": CampaignProps,
     "survey_answered": SurveyProps,
     "support_contact": SupportContactProps,

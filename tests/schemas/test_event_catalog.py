@@ -25,7 +25,7 @@ CATALOG = EventCatalog.build(
     [
         TRIAL,
         EventDeclaration("purchase", "", {"coupon": P("string", True)}),
-        EventDeclaration("campaign_converted", "", {"variant": P("string", True)}),
+        EventDeclaration("campaign_converted", "", {"cell": P("string", True)}),
         EventDeclaration("loan_step", "", {"step": P("number"), "approved": P("bool")}),
     ]
 )
@@ -113,8 +113,12 @@ def test_extra_props_on_a_built_in_type_are_typed_and_its_own_props_kept() -> No
     assert CATALOG.decode(_raw("purchase", {"order_id": "o", "amount": 20})).props.coupon is None
     assert "props.coupon: Input should be a valid string" in _refused(_raw("purchase", {"order_id": "o", "amount": 20, "coupon": 5}))
     assert "props.amount" in _refused(_raw("purchase", {"order_id": "o", "amount": -1, "coupon": "x"}))
-    assert CATALOG.decode(_raw("campaign_converted", {"message_id": "m", "variant": "b"})).props.variant == "b"
-    assert not hasattr(CATALOG.decode(_raw("campaign_opened", {"message_id": "m", "variant": "b"})).props, "variant")
+    assert CATALOG.decode(_raw("campaign_converted", {"message_id": "m", "cell": "b"})).props.cell == "b"
+    assert not hasattr(CATALOG.decode(_raw("campaign_opened", {"message_id": "m", "cell": "b"})).props, "cell")
+    # ``variant`` is a built-in prop of campaign_converted (the bandit's arm), on the default catalog too
+    assert decode_event(_raw("campaign_converted", {"message_id": "m", "variant": "b"})).props.variant == "b"
+    assert decode_event(_raw("campaign_converted", {"message_id": "m"})).props.variant is None
+    assert not hasattr(decode_event(_raw("campaign_opened", {"message_id": "m", "variant": "b"})).props, "variant")
     assert not hasattr(decode_event(_raw("purchase", {"order_id": "o", "amount": 20, "coupon": "x"})).props, "coupon")
     assert DEFAULT_CATALOG.props_model("purchase") is PurchaseProps and CATALOG.props_model("purchase") is not PurchaseProps
 
