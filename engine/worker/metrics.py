@@ -64,6 +64,7 @@ class Metrics:
         self.wakeups_pending = Gauge("microseg_wakeups_pending", "Customers with a pending time-based wake-up.", registry=r)
         self.erasures = Counter("microseg_erasures_total", "Erasure requests audited, by how they came and what they found.", ["via", "outcome"], registry=r)
         self.api_refused = Counter("microseg_api_refused_total", "Requests to customer endpoints refused by the token guard, by reason.", ["reason"], registry=r)
+        self.ready = Gauge("microseg_ready", "1 when /health/ready would answer 200 (every readiness condition holds), else 0; set at each scrape.", registry=r)
 
     def count_outputs(self, changes: list[dict], messages: list[dict], suppressed: list[dict]) -> None:
         """One ``inc(n)`` per label set and batch: label lookups cost more than the work they count."""
