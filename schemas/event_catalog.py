@@ -46,6 +46,8 @@ from microseg.schemas.event_models import (
     InvalidEvent,
     Name,
     ProfileProps,
+    id_problem,
+    profile_key,
     PropsModel,
     PurchaseProps,
 )
@@ -231,7 +233,8 @@ class EventCatalog:
         except ValueError as exc:
             raise InvalidEvent(f"props: {exc}") from None
         return _checked(
-            envelope.event_id, envelope.customer_id, envelope.type, envelope.ts, envelope.channel, envelope.device, typed_props, reference_t, key
+            envelope.event_id, envelope.customer_id, envelope.type, envelope.ts, envelope.channel, envelope.device, typed_props, reference_t, key,
+            envelope.anonymous_id,
         )
 
 
@@ -305,7 +308,8 @@ def _typed_model(kind: str, props: type[PropsModel]) -> Any:
         f"{_camel(kind)}Event",
         __config__=ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False),
         event_id=(Id, ...),
-        customer_id=(Id, ...),
+        customer_id=(Id | None, None),
+        anonymous_id=(Id | None, None),
         type=(fixed, ...),
         ts=(AwareDatetime, ...),
         channel=(Name | None, None),
@@ -329,7 +333,8 @@ def _decoder(validate_json: Any, nested_keys: dict[Any, Any], slowly: Any) -> De
         event seen. The newest event alone would not do: a quiet day in a partition would then
         make every later event look like it came from the future, for ever.
 
-        ``key``, when given, must equal the customer_id (the Kafka message key).
+        ``key``, when given, must equal the customer_id, else the anonymous_id (the Kafka message
+        key). The event's ``customer_id`` is the profile key (``event_models.profile_key``).
         """
         if len(raw) <= MAX_EVENT_BYTES and raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
             try:
@@ -345,13 +350,21 @@ def _decoder(validate_json: Any, nested_keys: dict[Any, Any], slowly: Any) -> De
                 if raw.count(b'":') != keys:  # a repeated key, or (rarely) unknown keys, spaced colons, '":' in a value
                     _refuse_duplicate_keys(raw)
                 t = model.ts.timestamp()
+                customer_id = model.customer_id
+                anonymous_id = model.anonymous_id
                 if (
-                    MIN_TS <= t < MAX_TS
+                    customer_id is not None
+                    and anonymous_id is None
+                    and customer_id[0] >= " "
+                    and model.type != "identify"
+                    and MIN_TS <= t < MAX_TS
                     and (reference_t is None or t <= reference_t + FUTURE_TOLERANCE_S)
-                    and (key is None or key == model.customer_id.encode())
+                    and (key is None or key == customer_id.encode())
                 ):
-                    return _new_event(Event, (model.event_id, model.customer_id, model.type, t, model.channel, model.device, props))  # type: ignore[no-any-return]
-                return _checked(model.event_id, model.customer_id, model.type, model.ts, model.channel, model.device, props, reference_t, key)
+                    return _new_event(Event, (model.event_id, customer_id, model.type, t, model.channel, model.device, props, None))  # type: ignore[no-any-return]
+                return _checked(
+                    model.event_id, customer_id, model.type, model.ts, model.channel, model.device, props, reference_t, key, anonymous_id
+                )
         return slowly(raw, reference_t=reference_t, key=key)  # type: ignore[no-any-return]
 
     return decode
@@ -412,9 +425,12 @@ def _describe(error: ValidationError, prefix: str = "", ts: Any = None) -> str:
 
 
 def _checked(
-    event_id: str, customer_id: str, kind: str, ts: datetime, channel: str | None, device: str | None, props: Any,
-    reference_t: float | None, key: bytes | None,
+    event_id: str, customer_id: str | None, kind: str, ts: datetime, channel: str | None, device: str | None, props: Any,
+    reference_t: float | None, key: bytes | None, anonymous_id: str | None = None,
 ) -> Event:
+    problem = id_problem(customer_id, anonymous_id, kind)
+    if problem is not None:
+        raise InvalidEvent(problem)
     t = ts.timestamp()
     if not (MIN_TS <= t < MAX_TS):
         raise InvalidEvent(f"ts {ts.isoformat()!r} is outside 1990..2100")
@@ -423,9 +439,12 @@ def _checked(
             f"ts {ts.isoformat()!r} is more than 1 day in the future "
             f"(processing clock {datetime.fromtimestamp(reference_t, timezone.utc).isoformat()})"
         )
-    if key is not None and key != customer_id.encode():
-        raise InvalidEvent(f"message key {key[:130]!r} does not match customer_id {customer_id!r}")
-    return Event(event_id, customer_id, kind, t, channel, device, props)
+    if customer_id is not None:
+        if key is not None and key != customer_id.encode():
+            raise InvalidEvent(f"message key {key[:130]!r} does not match customer_id {customer_id!r}")
+    elif key is not None and key != anonymous_id.encode():  # type: ignore[union-attr]
+        raise InvalidEvent(f"message key {key[:130]!r} does not match anonymous_id {anonymous_id!r} (the key is customer_id when given, else anonymous_id)")
+    return Event(event_id, profile_key(customer_id, anonymous_id), kind, t, channel, device, props, anonymous_id)
 
 
 DEFAULT_CATALOG = EventCatalog(PROPS_BY_TYPE)

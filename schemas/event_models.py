@@ -31,6 +31,11 @@ __all__ = [
     "MAX_TS",
     "INT_RANGE",
     "PropsModel",
+    "ANONYMOUS_KEY",
+    "IDENTIFY",
+    "profile_key",
+    "anonymous_of",
+    "id_problem",
 ]
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -214,19 +219,59 @@ PROPS_BY_TYPE: dict[str, type[PropsModel]] = {
     "referral_made": ReferralProps,
     "consent_changed": ConsentProps,
     "profile_updated": ProfileProps,
+    "identify": NoProps,
     "erasure_requested": NoProps,
 }
 
 EVENT_TYPES: tuple[str, ...] = tuple(PROPS_BY_TYPE)
 
 
+IDENTIFY = "identify"
+"""The built-in type that links an anonymous visitor to a customer (CONTRACT §8): both ids given."""
+
+ANONYMOUS_KEY = "\x01"
+"""The first character of an anonymous visitor's *profile key*: ``"\x01" + anonymous_id``. A
+customer's profile key is its ``customer_id`` as given, and ids beginning with a control character
+(U+0000..U+001F) are refused at decoding, so a customer ``x`` (key ``x``) and an anonymous visitor
+``x`` (key ``\x01x``) never share a key. Keys beginning with NUL stay the hosts' own (erased marks,
+bookkeeping), skipped when they list customers; ``\x01`` keys are listed like customers'."""
+
+
+def profile_key(customer_id: str | None, anonymous_id: str | None) -> str:
+    """The profile an event counts for before alias resolution: the customer when its id is given,
+    else the anonymous visitor (``ANONYMOUS_KEY + anonymous_id``)."""
+    if customer_id is not None:
+        return customer_id
+    return ANONYMOUS_KEY + anonymous_id  # type: ignore[operator]
+
+
+def anonymous_of(key: str) -> str | None:
+    """The anonymous id of an anonymous visitor's profile key; None for a customer's key."""
+    return key[1:] if key[:1] == ANONYMOUS_KEY else None
+
+
+def id_problem(customer_id: str | None, anonymous_id: str | None, kind: str) -> str | None:
+    """What is wrong with an envelope's ids (the dead-letter reason), None when they are usable:
+    at least one id; both for ``identify``; no id beginning with a control character."""
+    if customer_id is None and anonymous_id is None:
+        return "customer_id or anonymous_id is required (at least one of them)"
+    if kind == IDENTIFY and (customer_id is None or anonymous_id is None):
+        return "identify needs both customer_id and anonymous_id"
+    for name, value in (("customer_id", customer_id), ("anonymous_id", anonymous_id)):
+        if value is not None and value[0] < " ":
+            return f"{name} {value[:40]!r} begins with a control character; ids must begin with a printable character"
+    return None
+
+
 class EventModel(BaseModel):
-    """The envelope as producers write it; used for JSON Schema export and validation."""
+    """The envelope as producers write it; used for JSON Schema export and validation. At least
+    one of ``customer_id`` and ``anonymous_id`` (CONTRACT §8); ``identify`` carries both."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     event_id: Id
-    customer_id: Id
+    customer_id: Id | None = None
+    anonymous_id: Id | None = None
     type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
     ts: AwareDatetime
     channel: Name | None = None
@@ -235,7 +280,11 @@ class EventModel(BaseModel):
 
 
 class Event(NamedTuple):
-    """A validated event as the core sees it: time as epoch seconds, props typed (immutable)."""
+    """A validated event as the core sees it: time as epoch seconds, props typed (immutable).
+
+    ``customer_id`` is the *profile key* the event counts for (``profile_key``): the customer's id,
+    or ``ANONYMOUS_KEY + anonymous_id`` for an event of an anonymous visitor (alias resolution may
+    re-key it to the customer the visitor was identified as). ``anonymous_id``: as sent, or None."""
 
     event_id: str
     customer_id: str
@@ -244,4 +293,5 @@ class Event(NamedTuple):
     channel: str | None
     device: str | None
     props: Any
+    anonymous_id: str | None = None
 

@@ -22,7 +22,9 @@ from microseg.schemas.event_catalog import (
     decode_event,
 )
 from microseg.schemas.event_models import (
+    ANONYMOUS_KEY,
     EVENT_TYPES,
+    IDENTIFY,
     FUTURE_TOLERANCE_S,
     INT_RANGE,
     MAX_DEPTH,
@@ -57,9 +59,17 @@ from microseg.schemas.event_models import (
     SupportContactProps,
     SurveyProps,
     Text,
+    anonymous_of,
+    id_problem,
+    profile_key,
 )
 
 __all__ = [
+    "ANONYMOUS_KEY",
+    "IDENTIFY",
+    "anonymous_of",
+    "id_problem",
+    "profile_key",
     "DEFAULT_CATALOG",
     "EVENT_TYPES",
     "FUTURE_TOLERANCE_S",

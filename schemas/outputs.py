@@ -24,7 +24,8 @@ class SegmentChange(_Record):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     change_id: str = Field(description="Deterministic: the same change replayed gets the same id.")
-    customer_id: str
+    customer_id: str | None = Field(description="The customer; null for a record of an anonymous visitor (then anonymous_id).")
+    anonymous_id: str | None = Field(default=None, description="Only on records of an anonymous visitor (CONTRACT §8): its anonymous_id.")
     segment: str
     change: Literal["entered", "exited", "moved"]
     at: str = Field(description="Event time (RFC 3339, UTC) at which the membership changed.")
@@ -36,7 +37,8 @@ class SegmentChange(_Record):
 
 class NextBestMessage(_Record):
     decision_id: str = Field(description="Deterministic: the same decision replayed gets the same id.")
-    customer_id: str
+    customer_id: str | None = Field(description="The customer; null for a record of an anonymous visitor (then anonymous_id).")
+    anonymous_id: str | None = Field(default=None, description="Only on records of an anonymous visitor (CONTRACT §8): its anonymous_id.")
     message: str
     channel: str
     send_at: str = Field(description="RFC 3339 UTC instant, after quiet hours in the customer's time zone.")
@@ -50,7 +52,8 @@ class NextBestMessage(_Record):
 class SuppressedDecision(_Record):
     """A decision held back; counted in metrics and shown by explain, never sent."""
 
-    customer_id: str
+    customer_id: str | None = Field(description="The customer; null for a record of an anonymous visitor (then anonymous_id).")
+    anonymous_id: str | None = Field(default=None, description="Only on records of an anonymous visitor (CONTRACT §8): its anonymous_id.")
     message: str
     reason: Literal["cap", "cooldown", "consent", "quiet", "holdout"]
     at: str

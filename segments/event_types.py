@@ -428,6 +428,14 @@ _DECLARED: tuple[EventType, ...] = (
     ),
     EventType("profile_updated", "`timezone`, declared `preferred_channel`, `attr(name)`", _profile_updated, ("attributes",)),
     EventType(
+        "identify",
+        "links the anonymous visitor `anonymous_id` to the customer `customer_id` (both given): the visitor's DNA is merged into "
+        "the customer's (docs/dna.md, *Merging two profiles*), the visitor exits every segment and the customer is evaluated on "
+        "the merged DNA, both with `cause` = this event's id; later events with only that `anonymous_id` count for the customer "
+        "(not activity)",
+        activity=False,
+    ),
+    EventType(
         "erasure_requested",
         "GDPR: the customer exits every segment (records with `cause` = this event's id and a `micro` move to `null`) and the "
         "DNA is deleted; only a bare *erased* mark stays under the customer id, so later events for that id (in flight, "

@@ -30,12 +30,13 @@ class ProduceSummary:
 
 
 def _key(line: bytes) -> bytes | None:
-    """The customer_id as the key; lines that are not JSON objects go keyless (the worker dead-letters them)."""
+    """The customer_id as the key, else the anonymous_id (CONTRACT §8); lines that are not JSON
+    objects go keyless (the worker dead-letters them)."""
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
-    customer = data.get("customer_id") if isinstance(data, dict) else None
+    customer = (data.get("customer_id") or data.get("anonymous_id")) if isinstance(data, dict) else None
     return customer.encode() if isinstance(customer, str) and customer else None
 
 

@@ -58,7 +58,7 @@ class JsonlSink:
             return
         write = self._out.write
         for record in records:
-            write(orjson.dumps({"topic": topic, "key": record["customer_id"], "value": record}) + b"\n")
+            write(orjson.dumps({"topic": topic, "key": record["customer_id"] or record["anonymous_id"], "value": record}) + b"\n")
 
     def changes(self, records: Iterable[dict[str, Any]]) -> None:
         self._write(SEGMENT_CHANGES, records)

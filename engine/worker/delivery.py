@@ -121,9 +121,9 @@ class KafkaSink:
         send = self.writer.send
         futures: list[asyncio.Future[Any]] = []
         if batch.changes:
-            futures += await send(settings.changes_topic, ((c["customer_id"].encode(), c) for c in batch.changes))
+            futures += await send(settings.changes_topic, (((c["customer_id"] or c["anonymous_id"]).encode(), c) for c in batch.changes))
         if batch.messages:
-            futures += await send(settings.messages_topic, ((m["customer_id"].encode(), m) for m in batch.messages))
+            futures += await send(settings.messages_topic, (((m["customer_id"] or m["anonymous_id"]).encode(), m) for m in batch.messages))
         if batch.dead_letters:
             futures += await send(settings.dlq_topic, ((None, d) for d in batch.dead_letters))
         if futures:

@@ -48,7 +48,7 @@ MONEY_PROPS = frozenset({"amount", "cart_value", "price"})
 MAX_DAYS = 400
 MAX_HOURS = 168
 _MONEY_VALUE = re.compile(r"\s*prop\(\s*(['\"])(amount|cart_value|price)\1\s*\)\s*")
-_NOT_FOR_TRAITS = frozenset({"erasure_requested"})
+_NOT_FOR_TRAITS = {"erasure_requested": "it deletes the customer's DNA", "identify": "it merges two profiles and is not folded as an event"}
 _NUMERIC = frozenset({"sum", "avg", "min", "max"})
 _KIND_OF_DECLARED = {"string": STRING, "number": NUMBER, "bool": BOOL, "list[string]": ValueType(Kind.LIST, item=Kind.STRING)}
 
@@ -213,7 +213,7 @@ def _trait(part: RuleFile, i: int, model: TraitModel, catalog: EventCatalog) -> 
     kinds: list[str] = []
     for j, kind in enumerate(model.events):
         if kind in _NOT_FOR_TRAITS:
-            part.problem(part.at((*path, "events", j)), f"'{kind}' cannot feed a trait (it deletes the customer's DNA)")
+            part.problem(part.at((*path, "events", j)), f"'{kind}' cannot feed a trait ({_NOT_FOR_TRAITS[kind]})")
             ok = False
         elif kind not in catalog.types:
             close = difflib.get_close_matches(kind, list(catalog.types), n=1)

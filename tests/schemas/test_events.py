@@ -88,7 +88,7 @@ def test_key_must_match_customer() -> None:
 
 
 def test_every_contract_type_is_known() -> None:
-    assert len(EVENT_TYPES) == 20
+    assert len(EVENT_TYPES) == 21
     assert decode_event(event_bytes("c", "erasure_requested", "2026-01-01T00:00:00Z")).type == "erasure_requested"
 
 

@@ -89,12 +89,13 @@ def test_a_name_is_declared_once() -> None:
 
 def test_builtin_declarations_are_complete() -> None:
     """Every field says how it is computed and what changes it; every event type touches a name
-    (but erasure, which re-evaluates everything) and has a fold."""
+    (but erasure and identify, which re-evaluate everything) and has a fold (but those two: they
+    delete or merge the DNA instead)."""
     for spec in BUILTINS.fields.values():
         assert spec.touched_by, spec.name
         assert spec.name in BUILTINS.compute
         assert all(not isinstance(c, Windowed) or c.days in w.SPANS for c in spec.time)
     for name, declared in EVENTS.items():
-        assert (name in BUILTINS.touches) == (name != "erasure_requested"), name
-        assert (declared.apply is None) == (name == "erasure_requested"), name
+        assert (name in BUILTINS.touches) == (name not in ("erasure_requested", "identify")), name
+        assert (declared.apply is None) == (name in ("erasure_requested", "identify")), name
     assert FIELDS["sessions_7d"].type is NUMBER
