@@ -15,24 +15,50 @@ built on ``random.Random.random()`` alone — the one generator method whose seq
 guarantees for a given integer seed across versions — through two Gamma draws
 (Marsaglia & Tsang, "A simple method for generating gamma variables", ACM TOMS 26(3), 2000) and
 Box–Muller normals, so a snapshot replayed by another Python version picks the same variants.
+
+Which snapshot a decision reads (docs/architecture.md, "Variants and the shared posterior"):
+snapshots are cut from the counts of all partitions and published in one sequence, each with an
+``effective_from`` instant (epoch seconds, event time) a little after it was cut. A decision made
+at event time ``t`` reads ``PosteriorHistory.at(t)``: the snapshot with the latest
+``effective_from <= t``. Worker and replay hold the same published sequence, so they pick the same
+snapshot, hence the same variant. ``snapshot_record``/``read_snapshot_record`` are the published
+JSON shape (topic ``message-posteriors`` and ``replay --posteriors FILE``).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from types import MappingProxyType
 
 from microseg.errors import MicrosegError
 
-__all__ = ["PosteriorSnapshot", "EMPTY_SNAPSHOT", "choose_variant", "beta_draw", "arm_posterior", "NoVariantsError"]
+__all__ = [
+    "PosteriorSnapshot",
+    "EMPTY_SNAPSHOT",
+    "choose_variant",
+    "beta_draw",
+    "arm_posterior",
+    "NoVariantsError",
+    "PosteriorHistory",
+    "PosteriorRecordError",
+    "snapshot_version",
+    "snapshot_record",
+    "read_snapshot_record",
+]
 
 
 class NoVariantsError(MicrosegError):
     """``choose_variant`` was asked to choose among no variants (a rule-file check should refuse it)."""
+
+
+class PosteriorRecordError(MicrosegError):
+    """A published posterior snapshot that cannot be read; the reason says which field is wrong."""
 
 
 @dataclass(frozen=True)
@@ -111,3 +137,101 @@ def choose_variant(snapshot: PosteriorSnapshot, message_id: str, variants: Seque
         if draw > best_draw:
             best, best_draw = variant, draw
     return best
+
+
+# --- the published sequence of snapshots ------------------------------------------------------
+
+
+def snapshot_version(effective_from: float, arms: Mapping[tuple[str, str], tuple[int, int]]) -> str:
+    """A snapshot's name: its ``effective_from`` (UTC, to the second) and a digest of its counts,
+    e.g. ``20261130T021530Z-3fa2c19b``: sortable by time, and two cuts in the same second with
+    different counts still differ."""
+    stamp = _utc_stamp(effective_from)
+    body = "\x1e".join(f"{m}\x1f{v}\x1f{d}\x1f{c}" for (m, v), (d, c) in sorted(arms.items()))
+    return f"{stamp}-{blake2b(body.encode(), digest_size=4).hexdigest()}"
+
+
+def _utc_stamp(t: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(int(t)))  # a conversion, not a clock read
+
+
+def snapshot_record(effective_from: float, snapshot: PosteriorSnapshot, *, cut_at: float) -> dict[str, object]:
+    """The published JSON shape of a snapshot: ``version``, ``effective_from`` and ``cut_at``
+    (epoch seconds), and ``arms`` as ``{message, variant, decisions, conversions}`` objects."""
+    return {
+        "version": snapshot.version,
+        "effective_from": effective_from,
+        "cut_at": cut_at,
+        "arms": [
+            {"message": m, "variant": v, "decisions": d, "conversions": c} for (m, v), (d, c) in sorted(snapshot.arms.items())
+        ],
+    }
+
+
+def read_snapshot_record(record: object) -> tuple[float, PosteriorSnapshot]:
+    """``(effective_from, snapshot)`` of a published record; ``PosteriorRecordError`` says what is wrong."""
+    if not isinstance(record, Mapping):
+        raise PosteriorRecordError(f"a posterior snapshot is a JSON object, not {type(record).__name__}")
+    version = record.get("version")
+    if not isinstance(version, str) or not version:
+        raise PosteriorRecordError("a posterior snapshot needs a non-empty string 'version'")
+    effective_from = record.get("effective_from")
+    if isinstance(effective_from, bool) or not isinstance(effective_from, (int, float)) or not math.isfinite(effective_from):
+        raise PosteriorRecordError(f"posterior snapshot {version}: 'effective_from' must be epoch seconds")
+    arms_in = record.get("arms")
+    if not isinstance(arms_in, list):
+        raise PosteriorRecordError(f"posterior snapshot {version}: 'arms' must be a list")
+    arms: dict[tuple[str, str], tuple[int, int]] = {}
+    for arm in arms_in:
+        try:
+            message, variant = arm["message"], arm["variant"]
+            decisions, conversions = arm["decisions"], arm["conversions"]
+        except (TypeError, KeyError) as exc:
+            raise PosteriorRecordError(f"posterior snapshot {version}: an arm lacks {exc} (message, variant, decisions, conversions)") from None
+        if not (isinstance(message, str) and isinstance(variant, str)):
+            raise PosteriorRecordError(f"posterior snapshot {version}: an arm's message and variant must be strings")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (decisions, conversions)):
+            raise PosteriorRecordError(f"posterior snapshot {version}: arm {message}/{variant} needs whole, non-negative counts")
+        arms[(message, variant)] = (decisions, conversions)
+    return float(effective_from), PosteriorSnapshot(version, MappingProxyType(arms))
+
+
+class PosteriorHistory:
+    """The published snapshots a process knows, by ``effective_from``; ``at(t)`` is the one a
+    decision at event time ``t`` (epoch seconds) reads: the latest with ``effective_from <= t``
+    (on equal instants the greater version), or ``EMPTY_SNAPSHOT`` before the first.
+
+    Adding is idempotent (a snapshot read twice, by a restart or a redelivery, is kept once) and
+    order-free (the same set of snapshots gives the same answers, whatever order they came in)."""
+
+    def __init__(self, entries: Iterable[tuple[float, PosteriorSnapshot]] = ()) -> None:
+        self._keys: list[tuple[float, str]] = []
+        self._snapshots: list[PosteriorSnapshot] = []
+        for effective_from, snapshot in entries:
+            self.add(effective_from, snapshot)
+
+    def add(self, effective_from: float, snapshot: PosteriorSnapshot) -> bool:
+        """Keep a snapshot; False when it was already known."""
+        key = (float(effective_from), snapshot.version)
+        i = bisect.bisect_left(self._keys, key)
+        if i < len(self._keys) and self._keys[i] == key:
+            return False
+        self._keys.insert(i, key)
+        self._snapshots.insert(i, snapshot)
+        return True
+
+    def at(self, t: float) -> PosteriorSnapshot:
+        """The snapshot a decision at event time ``t`` reads."""
+        i = bisect.bisect_right(self._keys, (t, "\U0010ffff"))
+        return self._snapshots[i - 1] if i else EMPTY_SNAPSHOT
+
+    def latest(self) -> tuple[float, PosteriorSnapshot] | None:
+        """The newest snapshot and its ``effective_from``; None when none is known."""
+        return (self._keys[-1][0], self._snapshots[-1]) if self._keys else None
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[tuple[float, PosteriorSnapshot]]:
+        """``(effective_from, snapshot)`` pairs, oldest first."""
+        return iter([(key[0], snapshot) for key, snapshot in zip(self._keys, self._snapshots)])

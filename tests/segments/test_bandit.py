@@ -138,3 +138,63 @@ def test_thompson_sampling_sends_the_better_variant_at_least_80_percent_by_20000
           f">= 0.8 in {converged}/{SEEDS} seeds; curve {path}")
     assert path.stat().st_size > 10_000
     assert converged >= 18, final
+
+
+# --- the published sequence: which snapshot a decision reads ----------------------------------
+
+from microseg.segments.bandit import (  # noqa: E402 - grouped with the tests that use them
+    PosteriorHistory,
+    PosteriorRecordError,
+    read_snapshot_record,
+    snapshot_record,
+    snapshot_version,
+)
+
+
+def _snap(version: str, **arms: tuple[int, int]) -> PosteriorSnapshot:
+    return PosteriorSnapshot(version, MappingProxyType({("m", v): c for v, c in arms.items()}))
+
+
+def test_a_decision_reads_the_latest_snapshot_effective_at_its_time():
+    history = PosteriorHistory([(200.0, _snap("v2")), (100.0, _snap("v1"))])
+    assert history.at(99.999) is EMPTY_SNAPSHOT
+    assert history.at(100.0).version == "v1"  # effective_from is inclusive
+    assert history.at(199.999).version == "v1"
+    assert history.at(200.0).version == "v2"
+    assert history.at(1e12).version == "v2"
+    assert history.latest() == (200.0, history.at(200.0))
+
+
+@given(st.permutations(range(6)), st.lists(st.floats(0, 700), min_size=1, max_size=20))
+@settings(max_examples=60, deadline=None)
+def test_the_same_snapshots_in_any_order_and_read_twice_give_the_same_answers(order, times):
+    entries = [(float(100 * (i // 2)), _snap(f"v{i}")) for i in range(6)]  # two per instant
+    reference = PosteriorHistory(entries)
+    shuffled = PosteriorHistory()
+    for i in order:
+        shuffled.add(*entries[i])
+    assert not shuffled.add(*entries[order[0]])  # a redelivered snapshot is kept once
+    assert len(shuffled) == 6
+    for t in times:
+        assert shuffled.at(t).version == reference.at(t).version
+    assert reference.at(0.0).version == "v1"  # equal instants: the greater version
+
+
+def test_records_round_trip_and_bad_ones_say_what_is_wrong():
+    arms = {("m", "a"): (10, 1), ("m", "b"): (12, 3)}
+    version = snapshot_version(1_796_005_530.0, arms)
+    assert version.startswith("20261130T022530Z-") and version != snapshot_version(1_796_005_530.0, {("m", "a"): (10, 2)})
+    snapshot = PosteriorSnapshot(version, arms)
+    record = snapshot_record(1_796_005_530.0, snapshot, cut_at=1_796_005_500.0)
+    effective_from, read = read_snapshot_record(record)
+    assert (effective_from, read.version, dict(read.arms)) == (1_796_005_530.0, version, arms)
+    for bad, reason in [
+        ([], "JSON object"),
+        ({"effective_from": 1.0, "arms": []}, "version"),
+        ({"version": "v", "effective_from": "soon", "arms": []}, "effective_from"),
+        ({"version": "v", "effective_from": 1.0, "arms": {}}, "arms"),
+        ({"version": "v", "effective_from": 1.0, "arms": [{"message": "m"}]}, "lacks"),
+        ({"version": "v", "effective_from": 1.0, "arms": [{"message": "m", "variant": "a", "decisions": -1, "conversions": 0}]}, "non-negative"),
+    ]:
+        with pytest.raises(PosteriorRecordError, match=reason):
+            read_snapshot_record(bad)
