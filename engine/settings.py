@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, le=10_000)
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
+    advertised_url: str | None = Field(
+        None, description="the URL other workers reach this one's web endpoints at (request routing); default http://<web host, or this host's name on a wildcard bind>:<web port>"
+    )
     api_token: SecretStr | None = Field(
         None, description="bearer token for every customer endpoint, erasure included (docs/security.md); never logged"
     )
@@ -74,6 +77,8 @@ class Settings(BaseSettings):
     models_topic: str = "microseg-models"
     changelog_topic: str = "microseg-dna-changelog"
     erasure_audit_topic: str = "customer-erasures-audit"
+    memberships_topic: str = "segment-memberships"
+    memberships: bool = Field(True, description="publish current memberships to the compacted memberships topic (key customer_id|segment, tombstone on exit)")
     group_id: str = "microseg"
     replication_factor: int = Field(1, ge=1)
 
@@ -165,6 +170,15 @@ class Settings(BaseSettings):
     def topic_names(self) -> tuple[str, ...]:
         """The topics partitioned like the input (rules and models topics excluded: they have one partition)."""
         return (self.input_topic, self.changes_topic, self.messages_topic, self.dlq_topic, self.changelog_topic)
+
+    def web_url(self) -> str:
+        """Where other workers reach this worker's web endpoints (``advertised_url``, or derived from the bind)."""
+        if self.advertised_url:
+            return self.advertised_url.rstrip("/")
+        import socket
+
+        host = self.web_host if self.web_host not in ("", "0.0.0.0", "::") else socket.getfqdn()
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.web_port}"
 
     def _uses_sasl(self) -> bool:
         return self.security_protocol.startswith("SASL")

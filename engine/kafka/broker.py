@@ -336,6 +336,7 @@ def _topic_configs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     compacted = {"cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1"}
     topics = {name: (settings.partitions, dict(stream)) for name in settings.topic_names}
     topics[settings.changelog_topic] = (settings.partitions, compacted)
+    topics[settings.memberships_topic] = (settings.partitions, dict(compacted))  # current members: key customer_id|segment
     topics[settings.rules_topic] = (1, dict(compacted))
     topics[settings.models_topic] = (1, dict(compacted))
     # the erasure audit: an append-only log, kept until someone decides otherwise (docs/security.md)

@@ -60,8 +60,10 @@ class SharedProducer:
             await producer.stop()
 
 
-def input_consumer(settings: Settings, bootstrap: str) -> AIOKafkaConsumer:
-    """The hot path's consumer in the worker group: batches of up to ``max_batch``, manual commits."""
+def input_consumer(settings: Settings, bootstrap: str, assignor: Any = None) -> AIOKafkaConsumer:
+    """The hot path's consumer in the worker group: batches of up to ``max_batch``, manual commits;
+    ``assignor`` (``kafka.assignor.CopartitionedAssignor``) deals the partitions and the routing table."""
+    strategy = {} if assignor is None else {"partition_assignment_strategy": (assignor,)}
     return AIOKafkaConsumer(
         bootstrap_servers=_servers(bootstrap),
         group_id=settings.group_id,
@@ -76,6 +78,7 @@ def input_consumer(settings: Settings, bootstrap: str) -> AIOKafkaConsumer:
         fetch_max_bytes=64 << 20,
         max_partition_fetch_bytes=8 << 20,
         fetch_max_wait_ms=int(settings.batch_within_s * 1000),
+        **strategy,
         **settings.aiokafka_kwargs(),
     )
 

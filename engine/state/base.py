@@ -44,6 +44,9 @@ class DnaStore(Protocol):
     def close(self, partition: int) -> None:
         """Release ``partition`` (on revocation); staged writes not flushed are dropped."""
 
-
     def items(self, partition: int) -> Iterator[tuple[str, bytes]]:
         """Every key and value of an open ``partition`` (a snapshot: safe to write while iterating)."""
+
+    def scan(self, partition: int, prefix: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` durable keys starting with ``prefix`` and sorting after ``after`` (UTF-8
+        byte order, ``None``: from the first), with their values, in key order (secondary indexes)."""

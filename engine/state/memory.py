@@ -47,3 +47,10 @@ class MemoryStore:
     def items(self, partition: int) -> Iterator[tuple[str, bytes]]:
         """Every key and value of ``partition``."""
         return iter(list(self._data.get(partition, {}).items()))
+
+    def scan(self, partition: int, prefix: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        """Keys with ``prefix`` after ``after``, in UTF-8 byte order (RocksDB's), at most ``limit``."""
+        low = (after or prefix).encode()
+        data = self._data.get(partition, {})
+        keys = sorted((k.encode() for k in data if k.startswith(prefix) and (after is None or k.encode() > low)))
+        return [(k.decode(), data[k.decode()]) for k in keys[:limit]]

@@ -348,3 +348,20 @@ class RocksChangelogStore:
         """Every durable key and value of ``partition`` (staged writes excluded)."""
         for key, value in self._part(partition).db.items():
             yield key.decode(), value
+
+    def scan(self, partition: int, prefix: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        """Durable keys with ``prefix`` after ``after`` (a range scan from the seek key), at most ``limit``."""
+        start = (after if after is not None else prefix).encode()
+        raw_prefix = prefix.encode()
+        found: list[tuple[str, bytes]] = []
+        if limit <= 0:
+            return found
+        for key, value in self._part(partition).db.items(from_key=start):
+            if not key.startswith(raw_prefix):
+                break
+            if after is not None and key == start:
+                continue
+            found.append((key.decode(), value))
+            if len(found) >= limit:
+                break
+        return found

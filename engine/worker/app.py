@@ -25,6 +25,7 @@ from microseg.engine.model_in_use import ModelInUse
 from microseg.engine.worker.auth import Guard, Scope
 from microseg.engine.worker.consumer import consume_forever
 from microseg.engine.worker.health import probe_broker_forever
+from microseg.engine.worker.routing import DEFAULT_LIMIT, MAX_LIMIT, ROUTED_HEADER, Router, RoutingError
 from microseg.engine.worker.runtime import Runtime
 from microseg.engine.settings import Settings
 
@@ -203,6 +204,43 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     """Public: /metrics, /health, /health/ready and /segments (no personal data: counts and versions);
     behind the token guard: /customers/{id} (docs/security.md)."""
     guard = Guard(settings.api_token, settings.read_token)
+    router = Router(runtime)
+
+    async def _routed(view: View, request: Request, method: str, partition: int) -> Response:
+        """The owner's answer to this request (``engine.worker.routing``), or 503 when it cannot be asked."""
+        try:
+            answer = await router.forward(method, partition, request.path_qs, request.headers.get("Authorization"))  # type: ignore[attr-defined]
+        except RoutingError as exc:
+            return view.json({"error": str(exc), "partition": partition}, status=exc.status)
+        return view.bytes(answer.body, content_type=answer.content_type, status=answer.status)
+
+    @app.page("/segments/{segment}/members")
+    class Members(View):
+        async def get(self, request: Request, segment: str) -> Response:
+            if (refused := _refused(guard, self, request, Scope.READ, runtime)) is not None:
+                return refused
+            if segment not in runtime.ruleset.segment_ids:
+                return self.json({"error": f"no segment {segment!r} in rules {runtime.ruleset.version}"}, status=404)
+            query = request.query  # type: ignore[attr-defined]
+            try:
+                limit = int(query.get("limit") or DEFAULT_LIMIT)
+                partition = int(query["partition"]) if "partition" in query else None
+            except ValueError:
+                return self.json({"error": "limit and partition are whole numbers"}, status=400)
+            if not 1 <= limit <= MAX_LIMIT:
+                return self.json({"error": f"limit is 1..{MAX_LIMIT}"}, status=400)
+            try:
+                if partition is not None:  # one partition's page, asked by a peer (or a client that knows)
+                    members, more = router.local_page(partition, segment, query.get("after"), limit)
+                    body = {"segment": segment, "partition": partition, "members": members, "more": more}
+                else:
+                    body = await router.members(segment, query.get("cursor") or None, limit, request.headers.get("Authorization"))
+            except ValueError:
+                return self.json({"error": "the cursor is not one this service returned; start without it"}, status=400)
+            except RoutingError as exc:
+                return self.json({"error": str(exc)}, status=exc.status)
+            return self.bytes(orjson.dumps(body), content_type="application/json")
+
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Request) -> Response:
@@ -239,6 +277,8 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             found = runtime.explain(customer_id)
             if found is None:
                 return self.json({"error": f"customer {customer_id!r} is not known"}, status=404)
+            if "error" in found and not request.headers.get(ROUTED_HEADER):
+                return await _routed(self, request, "GET", found["partition"])
             status = 409 if "error" in found else 200
             return self.bytes(orjson.dumps(found, default=str), content_type="application/json", status=status)
 
@@ -246,6 +286,8 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             if (refused := _refused(guard, self, request, Scope.ADMIN, runtime)) is not None:
                 return refused
             status, partition = runtime.erasure_status(customer_id)
+            if status == "not_owned" and not request.headers.get(ROUTED_HEADER):
+                return await _routed(self, request, "DELETE", partition)
             if status == "not_owned":
                 return self.json({"error": f"partition {partition} is not owned by this worker", "partition": partition}, status=409)
             if status == "recovering":

@@ -20,6 +20,7 @@ from typing import Any
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from microseg.engine.kafka.assignor import CopartitionedAssignor
 from microseg.engine.kafka.clients import input_consumer
 from microseg.engine.settings import Settings
 from microseg.engine.worker.runtime import Runtime
@@ -72,7 +73,9 @@ def _rules_caught_up(runtime: Runtime) -> bool:
 async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, *, ready: asyncio.Event | None = None) -> None:
     """Consume the input topic in the worker group until cancelled."""
     topic = settings.input_topic
-    consumer = input_consumer(settings, bootstrap)
+    assignor = CopartitionedAssignor(settings.web_url())
+    runtime.routes = assignor  # who owns which partition: requests for others are routed there
+    consumer = input_consumer(settings, bootstrap, assignor)
     consumer.subscribe([topic], listener=_Rebalance(runtime, topic))
     await runtime.start()
     await consumer.start()

@@ -12,7 +12,7 @@ partition, as they would from any Kafka producer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from microseg.segments.pipeline import Batch
 from microseg.engine.kafka.clients import SharedProducer
 from microseg.engine.settings import Settings
 
-__all__ = ["OutputSink", "KafkaSink", "MemorySink", "OutputWriter"]
+__all__ = ["OutputSink", "KafkaSink", "MemorySink", "OutputWriter", "membership_records"]
 
 
 class OutputSink(Protocol):
@@ -62,9 +62,12 @@ class OutputWriter:
             count = self._counts[topic] = len(partitions)
         return count
 
-    async def send(self, topic: str, records: Iterable[tuple[bytes | None, dict[str, Any]]]) -> list[asyncio.Future[Any]]:
-        """Queue records (key, value) for ``topic``; the futures resolve when the broker has them."""
-        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
+    async def send(
+        self, topic: str, records: Iterable[tuple[bytes | None, dict[str, Any] | None]], *, route: Callable[[bytes], bytes] | None = None
+    ) -> list[asyncio.Future[Any]]:
+        """Queue records (key, value; a ``None`` value is a tombstone) for ``topic``; the futures
+        resolve when the broker has them. ``route``: the part of the key that picks the partition."""
+        by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
         count = 0
         for key, value in records:
             if count == 0:
@@ -72,13 +75,14 @@ class OutputWriter:
             if key is None:
                 partition = 0
             else:
-                placed = self._placed.get((key, count))
+                placed_by = key if route is None else route(key)
+                placed = self._placed.get((placed_by, count))
                 if placed is None:
                     if len(self._placed) > 200_000:
                         self._placed.clear()
-                    placed = self._placed[(key, count)] = self._partitioner(key, list(range(count)), [])
+                    placed = self._placed[(placed_by, count)] = self._partitioner(placed_by, list(range(count)), [])
                 partition = placed
-            by_partition.setdefault(partition, []).append((key, orjson.dumps(value)))
+            by_partition.setdefault(partition, []).append((key, None if value is None else orjson.dumps(value)))
         futures: list[asyncio.Future[Any]] = []
         producer = self.producer
         for partition, items in by_partition.items():
@@ -90,6 +94,23 @@ class OutputWriter:
                     batch.append(key=key, value=value, timestamp=None)
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures
+
+
+def membership_records(changes: Iterable[dict[str, Any]]) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
+    """The compacted ``segment-memberships`` topic's records for some segment changes: key
+    ``customer_id|segment``, value the entry record on ``entered``, a tombstone on ``exited``
+    (micro moves are not memberships). The last value per key is the current membership."""
+    for change in changes:
+        segment = change["segment"]
+        if segment == "micro":
+            continue
+        key = f"{change['customer_id']}|{segment}".encode()
+        yield key, (change if change["change"] == "entered" else None)
+
+
+def _customer_of(key: bytes) -> bytes:
+    """A memberships key's customer id: records go to the customer's partition, like its other outputs."""
+    return key.rpartition(b"|")[0]
 
 
 class KafkaSink:
@@ -126,6 +147,8 @@ class KafkaSink:
             futures += await send(settings.messages_topic, (((m["customer_id"] or m["anonymous_id"]).encode(), m) for m in batch.messages))
         if batch.dead_letters:
             futures += await send(settings.dlq_topic, ((None, d) for d in batch.dead_letters))
+        if batch.changes and settings.memberships:
+            futures += await send(settings.memberships_topic, membership_records(batch.changes), route=_customer_of)
         if futures:
             await asyncio.gather(*futures)
 

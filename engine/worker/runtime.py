@@ -79,6 +79,8 @@ class Runtime:
         self.started = time.time()
         self.batches = 0
         self.highwater: Callable[[int], int | None] = lambda partition: None
+        self.routes: Any = None
+        """Which worker URL owns which partition (``kafka.assignor.CopartitionedAssignor``; the consumer sets it)."""
         self.health = Health()
         """Readiness conditions (``/health/ready``), set by the consumer, the rules agent and the broker probe."""
         self._partitioner = DefaultPartitioner()
@@ -159,6 +161,8 @@ class Runtime:
         entries = []
         for customer_id, raw in self.store.items(partition):
             entries.append((customer_id, raw))
+            if customer_id.startswith("\x00"):  # not a customer: bookkeeping and the member index
+                continue
             try:
                 population.update(decode(raw).segments)
             except StateFormatError:

@@ -18,6 +18,7 @@ from microseg.segments.state import CustomerState, StateFormatError, decode, enc
 from microseg.segments.step import Core
 
 from microseg.engine.state.base import DnaStore
+from microseg.engine.worker.member_index import INDEX_MARK, index_writes, rebuild_writes
 
 __all__ = ["WakeIndex", "PartitionTasks", "INPUT_TOPIC_KEY"]
 
@@ -102,9 +103,13 @@ class PartitionTasks:
         moved = 0
         seen: list[tuple[str, bytes]] = []
         incarnation: bytes | None = None
+        indexed = False
         for customer_id, raw in items:
             if customer_id == INPUT_TOPIC_KEY:
                 incarnation = raw
+                continue
+            if customer_id == INDEX_MARK:
+                indexed = True
                 continue
             if customer_id.startswith("\x00"):
                 continue
@@ -129,6 +134,8 @@ class PartitionTasks:
                     "remembered are forgotten", partition, self.pipeline.source, self.input_topic_id, incarnation.decode(errors="replace"), len(seen),
                 )
             rekey[INPUT_TOPIC_KEY] = self.input_topic_id.encode()
+        if not indexed:  # state from before the member index: build it once (engine.worker.member_index)
+            rekey.update(rebuild_writes(seen))
         if rekey:
             self.store.put_many(partition, rekey)
         if moved:
@@ -192,6 +199,8 @@ class PartitionTasks:
             if self.erased_key is not None:
                 writes = erasure_writes(writes, states, self.erased_key)
             self.store.put_many(partition, writes)
+            if members := index_writes(out, partition):  # the segment-members index, in the same flush
+                self.store.put_many(partition, members)
             self.customers[partition] = self.customers.get(partition, 0) + joined
 
     def process(self, records: Sequence[InputRecord], now: float) -> Batch:
