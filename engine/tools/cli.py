@@ -14,10 +14,13 @@ from microseg.engine.startup import packaged_rules_dir
 from microseg.engine.tools.fit import fit_command
 from microseg.engine.tools.importer import import_command
 from microseg.engine.tools.simulator import simulate_command
+from microseg.engine.tools.uplift_command import uplift_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="microseg: behavioral-DNA micro-segmentation")
 rules_app = typer.Typer(no_args_is_help=True, help="Check, preview and publish rule files.")
 app.add_typer(rules_app, name="rules")
+report_app = typer.Typer(no_args_is_help=True, help="Reports over the engine's outputs.")
+app.add_typer(report_app, name="report")
 
 
 @app.callback()
@@ -28,6 +31,7 @@ def _root() -> None:
 app.command("simulate")(simulate_command)
 app.command("fit")(fit_command)
 app.command("import")(import_command)
+report_app.command("uplift")(uplift_command)
 
 
 def _fail(message: str, code: int = 2) -> None:
