@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(10.0, ge=6, description="consumer group session timeout")
     idempotent_producer: bool = Field(False, description="enable for real Kafka; the embedded broker (Tansu) refuses it")
     commit_interval_s: float = Field(1.0, gt=0, description="how often processed input offsets are committed")
+    console_snapshot_s: float = Field(3600.0, gt=0, description="how often the web console records segment populations (seconds)")
+    console_snapshots: int = Field(168, ge=2, le=100_000, description="population snapshots the console keeps (168: a week of hours)")
+    console_candidates_dir: Path | None = Field(None, description="directory whose subdirectories are candidate rule sets on the console (default <data_dir>/candidates)")
     model_path: Path | None = None
     fix_end_offsets: bool | None = Field(
         None, description="correct Tansu's ListOffsets(latest); None = only with the embedded broker"

@@ -188,6 +188,10 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime, *, embedded_
             runtime.health.models_read = max(runtime.health.models_read, events[-1].message.offset + 1)
 
     _add_pages(app, settings, runtime)
+    if settings.web_port > 0:  # the web console (engine/console), behind the same guard
+        from microseg.engine.console.pages import mount_console
+
+        mount_console(app.web.web_app, settings, runtime, bootstrap, Guard(settings.api_token, settings.read_token))
     return app
 
 

@@ -1,0 +1,136 @@
+"""The console's reads of the customers stored on this worker: a segment's members (paged),
+micro-segment cells and their sizes, and the sizes a candidate rule set would give.
+
+Each is one pass over the worker's ready partitions in the DNA store. A partition's keys and values
+are copied under the runtime's lock (so no batch changes them mid-scan), then decoded outside it,
+yielding to the event loop every ``CHUNK`` customers so the hot path is never held for a whole scan.
+A scan is kept for ``FRESH_S`` seconds and reused by the pages read in that time.
+
+Erased customers and store keys that are not customer ids (``\\x00`` marks) are skipped; a state
+that cannot be read is counted, not shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from microseg.segments.evaluate import evaluate_segments
+from microseg.segments.ruleset import RuleSet
+from microseg.segments.state import StateFormatError, decode
+from microseg.segments.step import Core
+
+__all__ = ["CHUNK", "FRESH_S", "CELL_BANDS", "Census", "Scan", "cell_histogram", "candidate_sizes"]
+
+CHUNK = 2_000
+FRESH_S = 15.0
+CELL_BANDS = (("1", 1, 1), ("2", 2, 2), ("3-5", 3, 5), ("6-20", 6, 20), ("21-100", 21, 100), ("101-1000", 101, 1000), ("1001+", 1001, 10**12))
+"""Cell-size bands of the micro-segment histogram (customers per cell), as ``rules preview`` prints them."""
+
+
+@dataclass
+class Scan:
+    """One pass over the stored customers: ``members`` per segment (sorted ids), ``cells``
+    (customers per micro-segment code), ``customers`` counted, ``unreadable`` states, at ``t``."""
+
+    t: float
+    customers: int = 0
+    unreadable: int = 0
+    members: dict[str, list[str]] = field(default_factory=dict)
+    cells: Counter[str] = field(default_factory=Counter)
+
+
+def cell_histogram(cells: Counter[str]) -> list[tuple[str, int]]:
+    """(band, number of cells whose size falls in it) for every band of ``CELL_BANDS``."""
+    return [(name, sum(1 for n in cells.values() if lo <= n <= hi)) for name, lo, hi in CELL_BANDS]
+
+
+async def _states(runtime: Any) -> Any:
+    """(customer id, decoded state or None) for every customer of the ready partitions."""
+    done = 0
+    for partition in sorted(runtime.ready):
+        async with runtime.lock:
+            if partition not in runtime.ready:
+                continue
+            rows = [(k, v) for k, v in runtime.store.items(partition) if not k.startswith("\x00")]
+        for customer_id, raw in rows:
+            try:
+                state = decode(raw)
+            except StateFormatError:
+                yield customer_id, None
+                continue
+            if not state.erased:
+                yield customer_id, state
+            done += 1
+            if done % CHUNK == 0:
+                await asyncio.sleep(0)
+
+
+class Census:
+    """Scans of the worker's stored customers, each reused for ``FRESH_S`` seconds."""
+
+    def __init__(self, runtime: Any, clock: Callable[[], float] = time.monotonic) -> None:
+        self.runtime = runtime
+        self.clock = clock
+        self._scan: Scan | None = None
+        self._key: tuple[Any, ...] = ()
+        self._busy = asyncio.Lock()
+
+    async def scan(self) -> Scan:
+        key = (self.runtime.ruleset.version, tuple(sorted(self.runtime.ready)))
+        async with self._busy:
+            if self._scan is not None and key == self._key and self.clock() - self._scan.t < FRESH_S:
+                return self._scan
+            found = Scan(self.clock())
+            members: dict[str, list[str]] = {s: [] for s in self.runtime.ruleset.segment_ids}
+            async for customer_id, state in _states(self.runtime):
+                if state is None:
+                    found.unreadable += 1
+                    continue
+                found.customers += 1
+                for segment in state.segments:
+                    members.setdefault(segment, []).append(customer_id)
+                if state.code:
+                    found.cells[state.code] += 1
+            found.members = {s: sorted(ids) for s, ids in members.items()}
+            self._scan, self._key = found, key
+            return found
+
+    async def members(self, segment: str, cursor: str | None, limit: int) -> tuple[list[str], str | None, int]:
+        """A page of ``segment``'s members after ``cursor`` (ids sorted), the next cursor (None at
+        the end) and the number of members."""
+        ids = (await self.scan()).members.get(segment, [])
+        start = 0
+        if cursor:
+            from bisect import bisect_right
+
+            start = bisect_right(ids, cursor)
+        page = ids[start : start + limit]
+        after = page[-1] if page and start + limit < len(ids) else None
+        return page, after, len(ids)
+
+
+async def candidate_sizes(runtime: Any, candidate: RuleSet, now: float) -> tuple[dict[str, int], int, int]:
+    """Customers whose rule holds now under ``candidate`` per segment, the customers evaluated and
+    those that could not be (a state that cannot be read, or a rule that failed on it). Evaluated
+    as of ``now`` (epoch seconds) for everyone, with the model in force; traits the candidate adds
+    have no value yet (they fold from new events), as after ``rules publish``."""
+    core = Core(candidate, runtime.model)
+    sizes: Counter[str] = Counter({s: 0 for s in candidate.segment_ids})
+    evaluated = failed = 0
+    async for _, state in _states(runtime):
+        if state is None:
+            failed += 1
+            continue
+        try:
+            inside = evaluate_segments(candidate, core.view(state.dna, max(now, state.evaluated_at)))
+        except Exception:  # noqa: BLE001 - a rule failing on one customer is counted, the rest go on
+            failed += 1
+            continue
+        sizes.update(inside)
+        evaluated += 1
+    return dict(sizes), evaluated, failed

@@ -1,0 +1,223 @@
+"""The console's guard without a broker: the worker's runtime on the memory store, the console's
+aiohttp application on a test server. Login, the session cookie's flags, refusals (401, redirect,
+403 without or with a wrong CSRF token, 403 for a read session's actions) and the tokens never
+echoed. The same pages on a live worker, in a real browser: ``test_browser.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from aiokafka.partitioner import DefaultPartitioner
+from pydantic import SecretStr
+
+from microseg.engine.console.pages import console_app
+from microseg.engine.console.session import COOKIE, LOGIN_COOKIE, Sessions
+from microseg.engine.settings import Settings
+from microseg.engine.state import MemoryStore
+from microseg.engine.worker.auth import Guard
+from microseg.engine.worker.delivery import MemorySink
+from microseg.engine.worker.runtime import Runtime
+from microseg.segments.pipeline import Record
+from microseg.segments.testing import event_bytes, load_rules_text, parse_ts
+
+API = "api-7e3f-the-console-admin-token"
+READ = "read-91c4-the-console-reader-token"
+PARTITIONS = 2
+RULES = """
+version: 1
+segments:
+  - id: buyer
+    when: purchases_total >= 1
+  - id: big_spender
+    when: spend_total >= 100
+"""
+
+
+def _runtime(tmp_path: Path, **tokens: Any) -> Runtime:
+    settings = Settings(partitions=PARTITIONS, data_dir=tmp_path, console_snapshot_s=3600, **tokens)
+    return Runtime(settings, MemoryStore(), MemorySink(), load_rules_text(RULES), None, clock=lambda: parse_ts("2026-03-02T00:00:00Z"))
+
+
+async def _fed(rt: Runtime) -> None:
+    await rt.on_assigned(range(PARTITIONS))
+    await rt.prepare(range(PARTITIONS))
+    partitioner = DefaultPartitioner()
+    offsets: dict[int, int] = {}
+    records = []
+    for i, amount in enumerate([30, 150, 20]):
+        customer = f"c{i}"
+        partition = partitioner(customer.encode(), list(range(PARTITIONS)), [])
+        offset = offsets.get(partition, 0)
+        offsets[partition] = offset + 1
+        records.append(Record(partition, offset, customer.encode(), event_bytes(customer, "purchase", "2026-03-01T10:00:00Z", order_id=f"o{i}", amount=amount)))
+    await rt.handle(records)
+
+
+def _with_client(tmp_path: Path, test: Callable[[TestClient, Runtime], Awaitable[None]], **tokens: Any) -> None:
+    async def go() -> None:
+        rt = _runtime(tmp_path, **tokens)
+        await _fed(rt)
+        settings = rt.settings
+        app = console_app(settings, rt, "127.0.0.1:1", Guard(settings.api_token, settings.read_token))
+        root = __import__("aiohttp").web.Application()
+        root.add_subapp("/console", app)
+        async with TestClient(TestServer(root)) as client:
+            await test(client, rt)
+
+    asyncio.run(go())
+
+
+GUARDED = {"api_token": SecretStr(API), "read_token": SecretStr(READ)}
+PAGES = ["/console/segments", "/console/segments/buyer", "/console/customers/c1", "/console/rules", "/console/messages", "/console/ops"]
+
+
+async def _login(client: TestClient, token: str) -> Any:
+    form = await client.get("/console/login")
+    assert form.status == 200
+    csrf = re.search(r'name="csrf" value="([^"]+)"', await form.text())[1]  # type: ignore[index]
+    return await client.post("/console/login", data={"csrf": csrf, "token": token, "next": ""}, allow_redirects=False)
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html)[1]  # type: ignore[index]
+
+
+def test_every_page_redirects_to_the_login_without_a_session_and_refuses_other_methods(tmp_path: Path) -> None:
+    async def test(client: TestClient, rt: Runtime) -> None:
+        for page in PAGES:
+            answer = await client.get(page, allow_redirects=False)
+            assert answer.status == 302 and answer.headers["Location"].startswith("/console/login?next=")
+        answer = await client.post("/console/customers/c1/erase", data={"csrf": "x"}, allow_redirects=False)
+        assert answer.status == 401
+        assert rt.erasure_status("c1")[0] == "known"
+
+    _with_client(tmp_path, test, **GUARDED)
+
+
+def test_a_wrong_token_is_refused_at_login_and_in_the_header(tmp_path: Path) -> None:
+    async def test(client: TestClient, rt: Runtime) -> None:
+        answer = await _login(client, "not-the-token-at-all-123")
+        assert answer.status == 303 and answer.headers["Location"] == "/console/login?error=1"
+        assert COOKIE not in answer.cookies
+        assert (await client.get("/console/segments", allow_redirects=False)).status == 302
+        wrong = await client.get("/console/segments", headers={"Authorization": "Bearer not-the-token-at-all-123"}, allow_redirects=False)
+        assert wrong.status == 401 and "not-the-token" not in await wrong.text()
+        good = await client.get("/console/segments", headers={"Authorization": f"Bearer {READ}"})
+        assert good.status == 200 and READ not in await good.text()
+
+    _with_client(tmp_path, test, **GUARDED)
+
+
+def test_a_token_in_the_url_is_refused_even_with_a_session(tmp_path: Path) -> None:
+    async def test(client: TestClient, rt: Runtime) -> None:
+        assert (await _login(client, READ)).status == 303
+        answer = await client.get(f"/console/segments?token={READ}", allow_redirects=False)
+        assert answer.status == 401
+        assert READ not in await answer.text()
+        assert (await client.get(f"/console/segments?q={API}", allow_redirects=False)).status == 401
+
+    _with_client(tmp_path, test, **GUARDED)
+
+
+def test_the_session_cookie_is_httponly_samesite_strict_and_holds_no_token(tmp_path: Path) -> None:
+    async def test(client: TestClient, rt: Runtime) -> None:
+        answer = await _login(client, READ)
+        assert answer.status == 303 and answer.headers["Location"] == "/console/segments"
+        header = next(v for v in answer.headers.getall("Set-Cookie") if v.startswith(COOKIE + "="))
+        flags = [part.strip().lower() for part in header.split(";")]
+        assert "httponly" in flags and "samesite=strict" in flags and "path=/console" in flags
+        value = header.split(";")[0].split("=", 1)[1]
+        assert READ not in value and API not in value
+        for page in PAGES:
+            page_answer = await client.get(page)
+            assert page_answer.status == 200, page
+            assert page_answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
+            assert page_answer.headers["X-Frame-Options"] == "DENY"
+        login_form = await client.get("/console/login")
+        pre = next(v for v in login_form.headers.getall("Set-Cookie") if v.startswith(LOGIN_COOKIE + "="))
+        assert "httponly" in pre.lower() and "samesite=strict" in pre.lower()
+
+    _with_client(tmp_path, test, **GUARDED)
+
+
+def test_a_tampered_or_foreign_cookie_is_no_session(tmp_path: Path) -> None:
+    async def test(client: TestClient, rt: Runtime) -> None:
+        other = Sessions(SecretStr("some-other-api-token-000"), None)
+        _, foreign = other.issue("admin")
+        client.session.cookie_jar.update_cookies({COOKIE: foreign})
+        assert (await client.get("/console/segments", allow_redirects=False)).status == 302
+        await _login(client, READ)
+        mine = next(c for c in client.session.cookie_jar if c.key == COOKIE).value
+        payload, signature = mine.split(".")
+        forged = payload[:-4] + ("AAAA" if payload[-4:] != "AAAA" else "BBBB") + "." + signature
+        client.session.cookie_jar.clear()
+        client.session.cookie_jar.update_cookies({COOKIE: forged})
+        assert (await client.get("/console/segments", allow_redirects=False)).status == 302
+
+    _with_client(tmp_path, test, **GUARDED)
+
+
+def test_posts_need_the_sessions_csrf_token_and_actions_the_api_token(tmp_path: Path) -> None:
+    async def test(client: TestClient, rt: Runtime) -> None:
+        assert (await _login(client, READ)).status == 303
+        page = await client.get("/console/customers/c1")
+        read_csrf = _csrf(await page.text()) if 'name="csrf"' in await page.text() else None
+        assert "erase-form" not in await page.text()  # a read session is not offered the action
+        assert (await client.post("/console/customers/c1/erase", data={})).status == 403
+        assert (await client.post("/console/customers/c1/erase", data={"csrf": "wrong"})).status == 403
+        assert read_csrf and (await client.post("/console/customers/c1/erase", data={"csrf": read_csrf})).status == 403
+        assert rt.erasure_status("c1")[0] == "known"
+        client.session.cookie_jar.clear()
+        assert (await _login(client, API)).status == 303
+        page = await client.get("/console/customers/c1")
+        assert "erase-form" in await page.text()
+        admin_csrf = _csrf(await page.text())
+        assert (await client.post("/console/customers/c1/erase", data={"csrf": read_csrf})).status == 403  # another session's
+        assert (await client.post("/console/customers/c1/erase", data={})).status == 403
+        answer = await client.post("/console/customers/c1/erase", data={"csrf": admin_csrf})
+        assert answer.status == 202
+        assert [(c, e["type"]) for c, e in rt.sink.events] == [("c1", "erasure_requested")]  # type: ignore[attr-defined]
+        refused = {s.labels["reason"]: s.value for f in rt.metrics.api_refused.collect() for s in f.samples if s.name.endswith("_total")}
+        assert refused.get("csrf", 0) >= 4 and refused.get("forbidden", 0) >= 1
+
+    _with_client(tmp_path, test, **GUARDED)
+
+
+def test_the_login_form_needs_its_own_csrf_token(tmp_path: Path) -> None:
+    async def test(client: TestClient, rt: Runtime) -> None:
+        answer = await client.post("/console/login", data={"token": API}, allow_redirects=False)
+        assert answer.status == 403 and COOKIE not in answer.cookies
+
+    _with_client(tmp_path, test, **GUARDED)
+
+
+def test_the_pages_show_the_workers_data(tmp_path: Path) -> None:
+    async def test(client: TestClient, rt: Runtime) -> None:
+        await _login(client, READ)
+        segments = await (await client.get("/console/segments")).text()
+        assert re.search(r"big_spender</a></td><td class=\"num\">1<", segments) and re.search(r"buyer</a></td><td class=\"num\">3<", segments)
+        members = await (await client.get("/console/segments/buyer?limit=2")).text()
+        assert re.findall(r'/console/customers/(c\d)"', members) == ["c0", "c1"] and "cursor=c1" in members
+        rest = await (await client.get("/console/segments/buyer?limit=2&cursor=c1")).text()
+        assert re.findall(r'/console/customers/(c\d)"', rest) == ["c2"]
+        customer = await (await client.get("/console/customers/c1")).text()
+        assert "spend_total &gt;= 100" in customer and 'class="in"' in customer
+        assert (await client.get("/console/customers/nobody")).status == 404
+
+    _with_client(tmp_path, test, **GUARDED)
+
+
+def test_without_any_token_on_loopback_the_console_is_open_and_posts_still_need_csrf(tmp_path: Path) -> None:
+    async def test(client: TestClient, rt: Runtime) -> None:
+        page = await client.get("/console/customers/c1")
+        assert page.status == 200 and "erase-form" in await page.text()
+        assert (await client.post("/console/customers/c1/erase", data={})).status == 403
+        assert (await client.post("/console/customers/c1/erase", data={"csrf": _csrf(await page.text())})).status == 202
+
+    _with_client(tmp_path, test)
