@@ -21,7 +21,8 @@ snapshots are cut from the counts of all partitions and published in one sequenc
 ``effective_from`` instant (epoch seconds, event time) a little after it was cut. A decision made
 at event time ``t`` reads ``PosteriorHistory.at(t)``: the snapshot with the latest
 ``effective_from <= t``. Worker and replay hold the same published sequence, so they pick the same
-snapshot, hence the same variant. ``snapshot_record``/``read_snapshot_record`` are the published
+snapshot, hence the same variant. Hosts (worker, replay) put the history on ``Core.posterior``;
+``decide`` passes ``snapshot_at(posterior, t)`` to ``choose_variant``. ``snapshot_record``/``read_snapshot_record`` are the published
 JSON shape (topic ``message-posteriors`` and ``replay --posteriors FILE``).
 """
 
@@ -50,6 +51,7 @@ __all__ = [
     "snapshot_version",
     "snapshot_record",
     "read_snapshot_record",
+    "snapshot_at",
 ]
 
 
@@ -235,3 +237,12 @@ class PosteriorHistory:
     def __iter__(self) -> Iterator[tuple[float, PosteriorSnapshot]]:
         """``(effective_from, snapshot)`` pairs, oldest first."""
         return iter([(key[0], snapshot) for key, snapshot in zip(self._keys, self._snapshots)])
+
+
+def snapshot_at(posterior: PosteriorHistory | PosteriorSnapshot | None, t: float) -> PosteriorSnapshot | None:
+    """The snapshot a decision at event time ``t`` reads from what its host gave the core: a
+    history (worker, replay: ``history.at(t)``), one fixed snapshot (tests, previews), or None
+    (no posterior: the caller's fallback)."""
+    if isinstance(posterior, PosteriorHistory):
+        return posterior.at(t)
+    return posterior

@@ -198,3 +198,13 @@ def test_records_round_trip_and_bad_ones_say_what_is_wrong():
     ]:
         with pytest.raises(PosteriorRecordError, match=reason):
             read_snapshot_record(bad)
+
+
+def test_snapshot_at_reads_a_history_at_the_decision_time_and_passes_a_snapshot_through():
+    from microseg.segments.bandit import snapshot_at
+
+    history = PosteriorHistory([(100.0, _snap("v1"))])
+    assert snapshot_at(history, 150.0).version == "v1"
+    assert snapshot_at(history, 50.0) is EMPTY_SNAPSHOT
+    fixed = _snap("fixed")
+    assert snapshot_at(fixed, 0.0) is fixed and snapshot_at(None, 0.0) is None
