@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     dlq_topic: str = "customer-events-dlq"
     rules_topic: str = "microseg-rules"
     models_topic: str = "microseg-models"
+    posteriors_topic: str = Field("microseg-posteriors", description="published posterior snapshots of message variants (one partition; every worker and replay read it)")
+    posterior_counts_topic: str = Field("microseg-posterior-counts", description="absolute per-partition variant totals, compacted, key partition|message|variant")
+    posterior_interval_s: float = Field(60.0, gt=0, description="how often a new posterior snapshot is cut (by the worker owning input partition 0)")
+    posterior_lead_s: float = Field(30.0, ge=0, description="a snapshot takes effect this long after it is cut (event time), so every worker has it first")
+    posterior_publish_s: float = Field(10.0, gt=0, description="how often each worker publishes its partitions' variant totals")
     changelog_topic: str = "microseg-dna-changelog"
     erasure_audit_topic: str = "customer-erasures-audit"
     memberships_topic: str = "segment-memberships"

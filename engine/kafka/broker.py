@@ -339,6 +339,9 @@ def _topic_configs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     topics[settings.memberships_topic] = (settings.partitions, dict(compacted))  # current members: key customer_id|segment
     topics[settings.rules_topic] = (1, dict(compacted))
     topics[settings.models_topic] = (1, dict(compacted))
+    topics[settings.posterior_counts_topic] = (1, dict(compacted))  # absolute totals: key partition|message|variant
+    # every snapshot is kept (a decision of any age may be replayed against its own): an append-only log
+    topics[settings.posteriors_topic] = (1, {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"})
     # the erasure audit: an append-only log, kept until someone decides otherwise (docs/security.md)
     topics[settings.erasure_audit_topic] = (1, {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"})
     return topics
@@ -383,6 +386,8 @@ def ensure_topics(bootstrap: str, settings: Settings, *, timeout: float = 30.0) 
     expected = settings.partitions
     wrong = {name: n for name, n in counts.items() if name not in (settings.rules_topic, settings.models_topic) and n != expected}
     wrong.pop(settings.erasure_audit_topic, None)  # one partition of its own, like the rules
+    wrong.pop(settings.posteriors_topic, None)
+    wrong.pop(settings.posterior_counts_topic, None)
     if wrong:
         listing = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
         msg = (

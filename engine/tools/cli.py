@@ -88,6 +88,20 @@ def _progress(path: Path) -> tuple[Any, Any]:
     return bar, lambda n: bar.advance(task, n)
 
 
+def _load_posteriors(source: str | None) -> Any:
+    """``replay --posteriors``: the snapshot history (empty without the option)."""
+    from microseg.engine.tools.posterior_history import load_history
+    from microseg.errors import MicrosegError
+    from microseg.segments.bandit import PosteriorHistory
+
+    if source is None:
+        return PosteriorHistory()
+    try:
+        return load_history(source, _settings() if source == "topic" else None)
+    except MicrosegError as exc:
+        _fail(str(exc))
+
+
 @app.command("replay")
 def replay_command(
     events: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Input events, one JSON object per line.")],
@@ -99,12 +113,17 @@ def replay_command(
     no_model: Annotated[bool, typer.Option("--no-model", help="Leave the predictive fields null.")] = False,
     json_summary: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
     now: Annotated[Optional[str], typer.Option("--now", help="Processing clock for the future-time check (default: the wall clock).")] = None,
+    posteriors: Annotated[
+        Optional[str],
+        typer.Option("--posteriors", help="Posterior snapshots of message variants: a file of snapshot records, or 'topic' (the workers' posteriors topic); default none (every variant from the prior)."),
+    ] = None,
 ) -> None:
     """Run the segmentation core over a file, offline and deterministically."""
     import orjson
 
     from microseg.engine.tools.replay import read_lines, replay
     from microseg.engine.tools.sinks import JsonlSink
+    from microseg.engine.worker.posteriors import attach
     from microseg.segments.step import Core
     from microseg.segments.state import encode
 
@@ -112,6 +131,8 @@ def replay_command(
 
     ruleset = _load_ruleset(rules)
     core = Core(ruleset, _load_model(model, no_model))
+    history = _load_posteriors(posteriors)
+    attach(core, history)  # decisions read the snapshot in force at their time, as in the worker
     tune_gc()
     until_t = _parse_instant(until, "--until") if until else None
     out_handle = open(out, "wb") if out else None  # noqa: SIM115
@@ -148,6 +169,7 @@ def replay_command(
         "state_bytes_max": sizes[-1] if sizes else 0,
         "rules_version": ruleset.version,
         "model": core.model.version if core.model is not None else "none",
+        "posteriors": len(history),
     }
     if json_summary:
         typer.echo(orjson.dumps(summary).decode())

@@ -1,5 +1,5 @@
 """The Faust app: the worker's process shell — lifecycle, the input consumer task, clock ticks,
-the rules and models watchers and the web endpoints.
+the rules, models and posteriors watchers and the web endpoints.
 
 Everything here is wiring. The input topic is consumed by ``engine.consumer`` (a batch consumer
 in the worker group: see docs/runtime-notes.md for why not a Faust agent) and handed to
@@ -186,6 +186,10 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime, *, embedded_
         async for events in stream.take_events(1000, within=1.0):
             await apply_published_models([event.value for event in events], runtime)
             runtime.health.models_read = max(runtime.health.models_read, events[-1].message.offset + 1)
+
+    from microseg.engine.worker.posteriors import add_to_app as add_posteriors
+
+    add_posteriors(app, settings, runtime)  # message variants' shared posterior: counts, snapshots
 
     _add_pages(app, settings, runtime)
     if settings.web_port > 0:  # the web console (engine/console), behind the same guard

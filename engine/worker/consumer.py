@@ -67,6 +67,7 @@ def _rules_caught_up(runtime: Runtime) -> bool:
     return (
         health.rules_end is not None and health.rules_read >= health.rules_end
         and health.models_end is not None and health.models_read >= health.models_end
+        and health.posteriors_end is not None and health.posteriors_read >= health.posteriors_end
     )
 
 
@@ -82,6 +83,7 @@ async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, 
     runtime.highwater = lambda partition: consumer.highwater(TopicPartition(topic, partition))
     runtime.health.rules_end = await _rules_end(consumer, settings.rules_topic)
     runtime.health.models_end = await _rules_end(consumer, settings.models_topic)
+    runtime.health.posteriors_end = await _rules_end(consumer, settings.posteriors_topic)
     retry_rules_end = time.monotonic() + 5
 
     async def commit(offsets: dict[int, int]) -> None:
@@ -95,7 +97,9 @@ async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, 
     rules_wait_until = time.monotonic() + RULES_WAIT_S
     try:
         while True:
-            if (runtime.health.rules_end is None or runtime.health.models_end is None) and time.monotonic() > retry_rules_end:
+            if (runtime.health.rules_end is None or runtime.health.models_end is None or runtime.health.posteriors_end is None) and time.monotonic() > retry_rules_end:
+                if runtime.health.posteriors_end is None:
+                    runtime.health.posteriors_end = await _rules_end(consumer, settings.posteriors_topic)
                 if runtime.health.rules_end is None:
                     runtime.health.rules_end = await _rules_end(consumer, settings.rules_topic)
                 if runtime.health.models_end is None:

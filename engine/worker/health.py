@@ -47,6 +47,10 @@ class Health:
     """End offset of the models topic when the worker started; None until read."""
     models_read: int = 0
     """Next offset of the models topic the models agent has applied (or refused)."""
+    posteriors_end: int | None = None
+    """End offset of the posteriors topic when the worker started; None until read."""
+    posteriors_read: int = 0
+    """Next offset of the posteriors topic the posteriors agent has read (``engine.worker.posteriors``)."""
     clock: Any = field(default=time.monotonic, repr=False)
 
     def broker_ok(self) -> bool:
@@ -61,6 +65,7 @@ class Health:
             "partitions": {"ok": not recovering, "assigned": sorted(assigned), "recovering": recovering},
             "rules": {"ok": self.rules_end is not None and self.rules_read >= self.rules_end},
             "model": {"ok": self.models_end is not None and self.models_read >= self.models_end},
+            "posteriors": {"ok": self.posteriors_end is not None and self.posteriors_read >= self.posteriors_end},
         }
         if not conditions["broker"]["ok"]:
             since = None if self.broker_answered_at is None else round(self.clock() - self.broker_answered_at, 1)
@@ -80,6 +85,12 @@ class Health:
                 "error": "the models topic has not been read yet" if self.models_end is None else "the models topic is being read",
                 "end": self.models_end,
                 "read": self.models_read,
+            }
+        if not conditions["posteriors"]["ok"]:
+            conditions["posteriors"] |= {
+                "error": "the posteriors topic has not been read yet" if self.posteriors_end is None else "the posteriors topic is being read",
+                "end": self.posteriors_end,
+                "read": self.posteriors_read,
             }
         ok = all(c["ok"] for c in conditions.values())
         failing = [name for name, c in conditions.items() if not c["ok"]]

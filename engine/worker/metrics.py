@@ -58,6 +58,16 @@ class Metrics:
         self.rule_errors = Counter("microseg_rule_errors_total", "Published rule sets refused because they did not compile.", registry=r)
         self.model_version = Gauge("microseg_model_version_info", "The predictive model in force (value 1; version none: no model).", ["version"], registry=r)
         self.model_errors = Counter("microseg_model_errors_total", "Published predictive models refused because they were not usable models.", registry=r)
+        self.posterior_version = Gauge(
+            "microseg_posterior_version_info",
+            "The newest posterior snapshot of message variants this worker holds (value: its effective_from, epoch seconds); decisions at earlier event times read older ones.",
+            ["version"], registry=r,
+        )
+        self.posterior_snapshots = Gauge("microseg_posterior_snapshots", "Posterior snapshots this worker holds (the published history).", registry=r)
+        self.posterior_late = Counter("microseg_posterior_late_total", "Posterior snapshots read after events at or past their effective time were processed.", registry=r)
+        self.conversions_unattributed = Counter(
+            "microseg_conversions_unattributed_total", "campaign_converted events of a message with variants that name no variant: no arm credited.", registry=r
+        )
         self.consumer_lag = Gauge("microseg_consumer_lag", "Input records not yet processed, by partition.", ["partition"], registry=r)
         self.partitions = Gauge("microseg_partitions_assigned", "Input partitions this worker owns.", registry=r)
         self.customers = Gauge("microseg_customers", "Customers stored in this worker's partitions.", registry=r)

@@ -35,6 +35,7 @@ from microseg.engine.worker.audit import ErasureAudit, new_api_request_id
 from microseg.engine.worker.delivery import OutputSink
 from microseg.engine.worker.health import Health
 from microseg.engine.worker.metrics import Metrics, observe_many
+from microseg.engine.worker.posteriors import COUNTS_KEY, Posteriors, attach
 from microseg.engine.worker.tasks import PartitionTasks
 
 __all__ = ["Runtime"]
@@ -66,6 +67,10 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.tasks = PartitionTasks(Core(ruleset, model), store, input_topic=settings.input_topic)
+        self.posteriors = Posteriors(lead_s=settings.posterior_lead_s)
+        """The message variants' shared posterior (``engine.worker.posteriors``): this worker's
+        partitions' totals, everyone's published totals, and the snapshots decisions read."""
+        attach(self.tasks.core, self.posteriors.history)
         self.erased_key: Callable[[str], str] = functools.partial(erasure_key, settings.erasure_key_bytes())
         """Where a customer's erased mark is stored (a keyed hash of the id, ``segments.state``)."""
         self.tasks.erased_key = self.erased_key  # type: ignore[attr-defined]
@@ -168,6 +173,7 @@ class Runtime:
             except StateFormatError:
                 continue
         customers = self.tasks.index_partition(partition, entries)
+        self.posteriors.load(partition, self.store.get_many(partition, [COUNTS_KEY]).get(COUNTS_KEY))
         self.populations[partition] = population
         self.ready.add(partition)
         self.assigned.add(partition)
@@ -189,6 +195,7 @@ class Runtime:
             for partition in partitions:
                 self.store.close(partition)
                 self.tasks.drop(partition)
+                self.posteriors.drop(partition)
                 self.ready.discard(partition)
                 self.assigned.discard(partition)
                 self.populations.pop(partition, None)
@@ -249,6 +256,11 @@ class Runtime:
             await self.sink.audit(records)
             for _, value in records:
                 self.metrics.erasures.labels(via=value["via"], outcome=value["outcome"]).inc()
+        unattributed = self.posteriors.unattributed
+        for partition, writes in self.posteriors.count(out.messages, out.conversions, self.partition_of, self.ruleset).items():
+            self.store.put_many(partition, writes)  # the bandit's totals, in the same flush as the state they count
+        if self.posteriors.unattributed > unattributed:
+            self.metrics.conversions_unattributed.inc(self.posteriors.unattributed - unattributed)
         await self.store.flush()
         now = time.time()
         observe_many(self.metrics.produce_to_output_seconds, [max(now - produced_ms / 1000, 0.0) for produced_ms in out.source_ms])
@@ -297,6 +309,7 @@ class Runtime:
         async with self.lock:
             old = self.ruleset.version
             self.tasks.core = Core(ruleset, self.model)
+            attach(self.tasks.core, self.posteriors.history)
             self.metrics.rules_version.clear()
             self.metrics.rules_version.labels(version=ruleset.version).set(1)
             log.info("rules %s -> %s", old, ruleset.version)
@@ -317,6 +330,7 @@ class Runtime:
             old = self.model.version if self.model is not None else "none"
             self.model, self.model_origin = model, origin
             self.tasks.core = Core(self.ruleset, model)
+            attach(self.tasks.core, self.posteriors.history)
             self.metrics.model_version.clear()
             self.metrics.model_version.labels(version=model.version).set(1)
             log.info("predictive model %s -> %s", old, model.version)

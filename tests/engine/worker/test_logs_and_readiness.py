@@ -71,14 +71,18 @@ def test_readiness_names_each_failing_condition() -> None:
     clock = _Clock()
     health = Health(clock=clock)
     ok, body = health.readiness(assigned=set(), ready=set())
-    assert not ok and body["failing"] == ["broker", "group", "rules", "model"], "nothing known yet"
+    assert not ok and body["failing"] == ["broker", "group", "rules", "model", "posteriors"], "nothing known yet"
     health.broker_answered_at = clock.now
     health.joined = True
     health.rules_end = 3
     health.rules_read = 1
     health.models_end = 2
+    health.posteriors_end = 4
+    health.posteriors_read = 1
     ok, body = health.readiness(assigned={0, 1}, ready={1})
-    assert not ok and body["failing"] == ["partitions", "rules", "model"]
+    assert not ok and body["failing"] == ["partitions", "rules", "model", "posteriors"]
+    assert body["conditions"]["posteriors"] == {"ok": False, "error": "the posteriors topic is being read", "end": 4, "read": 1}
+    health.posteriors_read = 4
     assert body["conditions"]["model"] == {"ok": False, "error": "the models topic is being read", "end": 2, "read": 0}
     health.models_read = 2
     assert body["conditions"]["partitions"] == {"ok": False, "assigned": [0, 1], "recovering": [0], "error": "partitions [0] are being recovered from the changelog"}
