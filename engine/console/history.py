@@ -46,17 +46,12 @@ class Snapshot:
 @dataclass(frozen=True)
 class Moves:
     """Entries and exits of one segment between two snapshots ending at ``t`` (epoch seconds),
-    over ``seconds``; ``per_hour`` scales them to an hour."""
+    ``seconds`` apart."""
 
     t: float
     seconds: float
     entries: int
     exits: int
-
-    @property
-    def per_hour(self) -> tuple[float, float]:
-        scale = 3600.0 / self.seconds if self.seconds > 0 else 0.0
-        return self.entries * scale, self.exits * scale
 
 
 def _increase(now: int, before: int) -> int:

@@ -46,6 +46,10 @@ HERE = Path(__file__).parent
 RECENT_S = 5.0
 """How often the ops page's throughput samples are taken (kept for 30 minutes, in memory)."""
 PAGE_SIZES = (25, 100, 500)
+CHARTED = 8
+"""Segments drawn on the overview chart: the largest now (each segment's page has its own)."""
+MOVES_SHOWN = 12
+"""Intervals listed under a segment's entries and exits chart, newest first."""
 
 CONSOLE = web.AppKey("console", object)
 
@@ -186,11 +190,12 @@ async def segments(request: web.Request) -> web.Response:
         series = console.history.population(segment.id, [now])
         moves = console.history.moves(segment.id, [now])
         rows.append({"id": segment.id, "population": now.populations.get(segment.id, 0), "entries": sum(m.entries for m in moves), "exits": sum(m.exits for m in moves), "points": len(series)})
+    charted = sorted(rows, key=lambda r: -r["population"])[:CHARTED]
     chart = {
         "kind": "line", "x": [t for t, _ in console.history.population("", [now])],
-        "series": [{"label": r["id"], "values": [p for _, p in console.history.population(r["id"], [now])]} for r in rows],
+        "series": [{"label": r["id"], "values": [p for _, p in console.history.population(r["id"], [now])]} for r in charted],
     }
-    return _page(request, "segments.html", {"rows": rows, "chart": chart, "snapshots": len(console.history.snapshots()), "interval": console.settings.console_snapshot_s})
+    return _page(request, "segments.html", {"rows": rows, "chart": chart, "charted": len(charted), "snapshots": len(console.history.snapshots()), "interval": console.settings.console_snapshot_s})
 
 
 async def segment(request: web.Request) -> web.Response:
@@ -216,7 +221,7 @@ async def segment(request: web.Request) -> web.Response:
     return _page(
         request, "segment.html",
         {
-            "segment": found, "population": now.populations.get(segment_id, 0), "moves": moves[-24:][::-1], "charts": charts,
+            "segment": found, "population": now.populations.get(segment_id, 0), "moves": moves[-MOVES_SHOWN:][::-1], "interval": console.settings.console_snapshot_s, "charts": charts,
             "members": members, "after": after, "count": count, "cursor": cursor, "limit": limit, "page_sizes": PAGE_SIZES,
             "cells": cells, "cell_count": len(scan.cells), "top_cells": scan.cells.most_common(10), "customers": scan.customers,
         },
@@ -360,10 +365,22 @@ async def ops(request: web.Request) -> web.Response:
 
 # -- the sub-application --------------------------------------------------------------------
 
+def _seconds(s: float | None) -> str:
+    """A duration for people: ms under a second, then s, h, days."""
+    if s is None:
+        return "-"
+    if s < 1:
+        return f"{s * 1000:.1f} ms"
+    if s < 3600:
+        return f"{s:.2f} s"
+    return f"{s / 3600:.1f} h" if s < 86_400 else f"{s / 86_400:,.1f} days"
+
+
 def _filters(env: jinja2.Environment) -> None:
     env.filters["q"] = lambda text: quote(str(text), safe="")
     env.filters["iso"] = lambda t: iso(float(t)) if t else "-"
-    env.filters["seconds"] = lambda s: "-" if s is None else f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+    env.filters["seconds"] = _seconds
+    env.filters["value"] = lambda v: "no value" if v is None else str(v).lower() if isinstance(v, bool) else v
     env.filters["number"] = lambda n: "-" if n is None else f"{n:,.0f}" if float(n).is_integer() else f"{n:,.2f}"
 
 
