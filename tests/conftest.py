@@ -54,6 +54,8 @@ def topic_env(prefix: str) -> dict[str, str]:
         "MICROSEG_DLQ_TOPIC": f"{prefix}-dlq",
         "MICROSEG_RULES_TOPIC": f"{prefix}-rules",
         "MICROSEG_MODELS_TOPIC": f"{prefix}-models",
+        "MICROSEG_POSTERIORS_TOPIC": f"{prefix}-posteriors",
+        "MICROSEG_POSTERIOR_COUNTS_TOPIC": f"{prefix}-posterior-counts",
         "MICROSEG_CHANGELOG_TOPIC": f"{prefix}-changelog",
         "MICROSEG_ERASURE_AUDIT_TOPIC": f"{prefix}-erasures-audit",
         "MICROSEG_GROUP_ID": f"{prefix}-group",
