@@ -27,11 +27,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from microseg.schemas.events import Event, InvalidEvent, decode_event
+from microseg.schemas.events import ANONYMOUS_KEY, Event, InvalidEvent, decode_event
 from microseg.segments.state import CustomerState
 from microseg.segments.step import Core, StepResult
+
+if TYPE_CHECKING:
+    from microseg.segments.identity import AliasBook
 
 __all__ = ["InputRecord", "Record", "Erasure", "Batch", "Pipeline", "StateLoader", "dead_letter", "INTERNAL_ERROR"]
 
@@ -125,9 +128,6 @@ class Batch:
         self.types: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.duplicates = 0
-        self.conversions: list[tuple[int, str, str | None]] = []
-        """Accepted ``campaign_converted`` events as (partition, message_id, variant): the bandit's
-        conversions (``engine.worker.posteriors``), counted with the state they belong to."""
         self.after_erasure = 0
         self.dropped_values = 0
         """Values computed traits could not keep (``traits.MAX_VALUES``)."""
@@ -135,6 +135,12 @@ class Batch:
         """Customers time could not be run on for (``advance``), with the error; their stored state stays."""
         self.erasures: list[Erasure] = []
         """Erasure requests applied, in input order (duplicates of an applied one are not)."""
+        self.links: list[tuple[str, str]] = []
+        """Aliases linked by ``identify`` events, (anonymous id, customer id) in input order."""
+        self.unlinked: list[str] = []
+        """Aliases forgotten (their customer was erased), in input order, after ``links``."""
+        self.removed: dict[int, list[str]] = {}
+        """Per partition, profile keys whose state is gone (an anonymous visitor merged into its customer)."""
 
     def __len__(self) -> int:
         """Records to deliver (changes, messages and dead letters)."""
@@ -172,12 +178,14 @@ class Batch:
         self.types.update(other.types)
         self.rejected.update(other.rejected)
         self.duplicates += other.duplicates
-        if other.conversions:
-            self.conversions += other.conversions
         self.after_erasure += other.after_erasure
         self.dropped_values += other.dropped_values
         self.stuck.update(other.stuck)
         self.erasures += other.erasures
+        self.links += other.links
+        self.unlinked += other.unlinked
+        for partition, removed in other.removed.items():
+            self.removed.setdefault(partition, []).extend(removed)
 
 
 Encoder = Callable[[CustomerState], bytes]
@@ -190,13 +198,17 @@ class Pipeline:
     Kafka partitions and offsets (redelivered offsets are skipped, keys must match the customer);
     off for files, where ``offset`` is a line number and dead letters have no partition.
     ``encode``: the state encoder when the host stores bytes (its failures dead-letter the record).
+    ``aliases``: the alias table (``segments.identity``): with it, events of a linked anonymous
+    visitor count for its customer and ``identify`` merges profiles; without it, ``identify`` only
+    counts for the customer (a host whose input was re-keyed upstream, or that has no identity).
     """
 
-    def __init__(self, core: Core, *, source: str, kafka: bool = True, encode: Encoder | None = None) -> None:
+    def __init__(self, core: Core, *, source: str, kafka: bool = True, encode: Encoder | None = None, aliases: AliasBook | None = None) -> None:
         self.core = core
         self.source = source
         self.kafka = kafka
         self.encode = encode
+        self.aliases: AliasBook | None = aliases
         self.newest: dict[int, float] = {}
         """Per partition, the newest event time seen (the future-time check's reference)."""
 
@@ -244,10 +256,21 @@ class Pipeline:
         core = self.core
         kafka = self.kafka
         index = -1
+        overlay: Any = None
+        if self.aliases is not None:
+            from microseg.segments.identity import IdentityOverlay
+
+            overlay = IdentityOverlay(self.aliases)
         for record, event in items:
             index += 1
             if skip and index in skip:
                 continue
+            if overlay is not None:
+                if event.customer_id[:1] == ANONYMOUS_KEY:
+                    event = overlay.route(event)
+                elif event.type == "identify":
+                    self._identify(out, partition, record, event, overlay, states, loaded)
+                    continue
             customer_id = event.customer_id
             state = states.get(customer_id)
             if state is None:
@@ -268,11 +291,16 @@ class Pipeline:
                     out.erasures.append(Erasure(customer_id, event.event_id, event.t, "already_erased", partition, record.offset))
                 continue
             states[customer_id] = result.state
-            if kind == "campaign_converted":
-                props = event.props
-                out.conversions.append((partition, props.message_id, getattr(props, "variant", None)))
             if kind == "erasure_requested":
                 out.erasures.append(Erasure(customer_id, event.event_id, event.t, "unknown" if state is None else "erased", partition, record.offset))
+                if overlay is not None:
+                    from microseg.segments.identity import erase_aliases
+
+                    states.update(erase_aliases(core, overlay, customer_id, event.t))
+            if customer_id[:1] == ANONYMOUS_KEY:
+                from microseg.segments.identity import anonymize
+
+                anonymize(result, customer_id[1:])
             if result.dropped_values:
                 out.dropped_values += result.dropped_values
             if result.changes or result.messages or result.suppressed:
@@ -283,7 +311,53 @@ class Pipeline:
                     if produced:
                         out.source_ms.append(produced)
         out.types.update(types)
+        if overlay is not None:
+            out.links, out.unlinked = overlay.links, overlay.unlinked
+            gone = [key for key, state in states.items() if state is None]
+            if gone:
+                out.removed[partition] = gone
+                for key in gone:
+                    del states[key]
         return out, states
+
+    def _identify(
+        self, out: Batch, partition: int, record: InputRecord, event: Event, overlay: Any, states: dict[str, Any], loaded: Mapping[str, CustomerState]
+    ) -> None:
+        """One ``identify`` (``segments.identity.step_identify``): the visitor's exits and the
+        customer's merged evaluation, or a dead letter for an alias taken, or a duplicate."""
+        from microseg.segments.identity import AliasTaken, Repeat, step_identify
+
+        anonymous_key = ANONYMOUS_KEY + str(event.anonymous_id)
+        customer_id = event.customer_id
+        customer = states[customer_id] if customer_id in states else loaded.get(customer_id)
+        anonymous = states[anonymous_key] if anonymous_key in states else loaded.get(anonymous_key)
+        out.types["identify"] += 1
+        if customer is not None and not customer.erased and self.kafka and record.offset <= customer.offset:
+            out.duplicates += 1
+            return
+        try:
+            done = step_identify(self.core, overlay, event, customer, anonymous, offset=record.offset if self.kafka else -1)
+        except Repeat:
+            out.duplicates += 1
+            return
+        except AliasTaken as exc:
+            self._reject(out, str(exc), record)
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
+            self._reject(out, f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}", record)
+            return
+        states[anonymous_key] = done.anonymous_state  # None: merged away (Batch.removed)
+        if done.anonymous is not None:
+            out._add(partition, done.anonymous)
+        if done.customer.ignored:
+            out.after_erasure += 1
+            return
+        states[customer_id] = done.customer.state
+        out._add(partition, done.customer)
+        if done.anonymous is not None and done.anonymous.changes or done.customer.changes:
+            out.source_t.append(event.t)
+            if record.timestamp:
+                out.source_ms.append(record.timestamp)
 
     def _unencodable(self, states: Mapping[str, CustomerState]) -> tuple[dict[str, bytes], dict[str, str]]:
         """Encode every state; the customers whose state cannot be encoded, with the error."""
@@ -329,7 +403,10 @@ class Pipeline:
         """
         out = Batch()
         for partition, items in self._decode(records, now, out).items():
-            loaded = load(partition, {event.customer_id for _, event in items})
+            wanted = {event.customer_id for _, event in items}
+            if self.aliases is not None:
+                wanted |= self._identity_keys(items)
+            loaded = load(partition, wanted)
             skip: dict[int, str] = {}
             while True:
                 stepped, states = self._step(partition, items, loaded, skip)
@@ -352,6 +429,22 @@ class Pipeline:
             stepped.loaded[partition] = loaded
             out.merge(stepped)
         return out
+
+    def _identity_keys(self, items: list[tuple[InputRecord, Event]]) -> set[str]:
+        """The profiles a batch's identity events read besides their own keys: the visitor of
+        each ``identify`` and the customer of each linked visitor."""
+        aliases = self.aliases
+        assert aliases is not None
+        keys: set[str] = set()
+        for _, event in items:
+            key = event.customer_id
+            if key[:1] == ANONYMOUS_KEY:
+                customer_id = aliases.customer_of(key[1:])
+                if customer_id is not None:
+                    keys.add(customer_id)
+            elif event.type == "identify":
+                keys.add(ANONYMOUS_KEY + str(event.anonymous_id))
+        return keys
 
     # -- time -----------------------------------------------------------------------------
 
@@ -379,6 +472,10 @@ class Pipeline:
                 out.stuck[customer_id] = f"{type(exc).__name__}: {exc}"
                 continue
             states[customer_id] = result.state
+            if customer_id[:1] == ANONYMOUS_KEY:
+                from microseg.segments.identity import anonymize
+
+                anonymize(result, customer_id[1:])
             out._add(partition, result)
         encoded: dict[str, bytes] = {}
         if self.encode is not None and states:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from microseg.segments.identity import MemoryAliases
 from microseg.segments.pipeline import Batch, Pipeline, Record
 from microseg.segments.state import CustomerState, encode
 from microseg.segments.step import Core
@@ -102,6 +103,7 @@ def replay(
     source: str = "file",
     on_line: Callable[[int], None] | None = None,
     now: float | None = None,
+    aliases: MemoryAliases | None = None,
 ) -> tuple[ReplayStats, dict[str, CustomerState]]:
     """Run ``core`` over raw JSON lines in order through the record pipeline; returns the
     statistics and the final states (customer id -> state).
@@ -109,11 +111,13 @@ def replay(
     ``now`` is the processing clock for the future-time check (epoch seconds; default: the wall
     clock at start), exactly as the worker applies it. ``until`` (epoch seconds) lets time run on
     for every customer after the last line. Dead letters carry ``source`` as topic and the line
-    number as offset.
+    number as offset. ``aliases``: the alias table (identity, CONTRACT §8), kept in memory and
+    updated as ``identify`` events link visitors to customers (a new one by default).
     """
     states = {} if states is None else states
     stats = ReplayStats()
-    pipeline = Pipeline(core, source=source, kafka=False)
+    aliases = MemoryAliases() if aliases is None else aliases
+    pipeline = Pipeline(core, source=source, kafka=False, aliases=aliases)
     clock: float = time.time() if now is None else now
 
     def load(partition: int, customer_ids: Collection[str]) -> dict[str, CustomerState]:
@@ -122,6 +126,10 @@ def replay(
     for chunk in _records(lines, on_line):
         batch = pipeline.process(chunk, clock, load)
         states.update(batch.states[0] if batch.states else ())
+        for key in batch.removed.get(0, ()):
+            states.pop(key, None)  # an anonymous visitor merged into its customer: kept only as an alias
+        if batch.links or batch.unlinked:
+            aliases.apply(batch.links, batch.unlinked)
         _emit(batch, sink, stats)
         stats.lines = chunk[-1].offset
     stats.events = stats.lines - stats.rejected
