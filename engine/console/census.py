@@ -1,7 +1,8 @@
 """The console's reads of the customers stored on this worker: a segment's members (paged),
 micro-segment cells and their sizes, and the sizes a candidate rule set would give.
 
-Each is one pass over the worker's ready partitions in the DNA store. A partition's keys and values
+Members are a range scan of the member index. Cells and candidate sizes are one pass over the
+worker's ready partitions in the DNA store. A partition's keys and values
 are copied under the runtime's lock (so no batch changes them mid-scan), then decoded outside it,
 yielding to the event loop every ``CHUNK`` customers so the hot path is never held for a whole scan.
 A scan is kept for ``FRESH_S`` seconds and reused by the pages read in that time.
@@ -24,7 +25,10 @@ from microseg.segments.ruleset import RuleSet
 from microseg.segments.state import StateFormatError, decode
 from microseg.segments.step import Core
 
-__all__ = ["CHUNK", "FRESH_S", "CELL_BANDS", "Census", "Scan", "cell_histogram", "candidate_sizes"]
+from microseg.engine.worker.member_index import members_page
+from microseg.engine.worker.routing import decode_cursor, encode_cursor
+
+__all__ = ["CHUNK", "FRESH_S", "CELL_BANDS", "Census", "Scan", "cell_histogram", "members", "candidate_sizes"]
 
 CHUNK = 2_000
 FRESH_S = 15.0
@@ -34,13 +38,12 @@ CELL_BANDS = (("1", 1, 1), ("2", 2, 2), ("3-5", 3, 5), ("6-20", 6, 20), ("21-100
 
 @dataclass
 class Scan:
-    """One pass over the stored customers: ``members`` per segment (sorted ids), ``cells``
-    (customers per micro-segment code), ``customers`` counted, ``unreadable`` states, at ``t``."""
+    """One pass over the stored customers: ``cells`` (customers per micro-segment code),
+    ``customers`` counted, ``unreadable`` states, at ``t`` (the census clock's seconds)."""
 
     t: float
     customers: int = 0
     unreadable: int = 0
-    members: dict[str, list[str]] = field(default_factory=dict)
     cells: Counter[str] = field(default_factory=Counter)
 
 
@@ -86,32 +89,39 @@ class Census:
             if self._scan is not None and key == self._key and self.clock() - self._scan.t < FRESH_S:
                 return self._scan
             found = Scan(self.clock())
-            members: dict[str, list[str]] = {s: [] for s in self.runtime.ruleset.segment_ids}
-            async for customer_id, state in _states(self.runtime):
+            async for _, state in _states(self.runtime):
                 if state is None:
                     found.unreadable += 1
                     continue
                 found.customers += 1
-                for segment in state.segments:
-                    members.setdefault(segment, []).append(customer_id)
                 if state.code:
                     found.cells[state.code] += 1
-            found.members = {s: sorted(ids) for s, ids in members.items()}
             self._scan, self._key = found, key
             return found
 
-    async def members(self, segment: str, cursor: str | None, limit: int) -> tuple[list[str], str | None, int]:
-        """A page of ``segment``'s members after ``cursor`` (ids sorted), the next cursor (None at
-        the end) and the number of members."""
-        ids = (await self.scan()).members.get(segment, [])
-        start = 0
-        if cursor:
-            from bisect import bisect_right
 
-            start = bisect_right(ids, cursor)
-        page = ids[start : start + limit]
-        after = page[-1] if page and start + limit < len(ids) else None
-        return page, after, len(ids)
+async def members(runtime: Any, segment: str, cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of ``segment``'s members on this worker's ready partitions, from the member index
+    (``engine.worker.member_index.members_page``, what ``GET /segments/{id}/members`` reads), with
+    the same opaque cursors (``engine.worker.routing``); and the next cursor (None at the end).
+    Raises ``ValueError`` on a cursor no worker made."""
+    partitions = sorted(runtime.ready)
+    start, after = decode_cursor(cursor) if cursor else (partitions[0] if partitions else 0, None)
+    found: list[dict[str, Any]] = []
+    for partition in [p for p in partitions if p >= start]:
+        if partition != start:
+            after = None
+        async with runtime.lock:  # no batch writes the index mid-page
+            if partition not in runtime.ready:
+                continue
+            page, more = members_page(runtime.store, partition, segment, after, limit - len(found))
+        found += page
+        if len(found) >= limit:
+            if more:
+                return found, encode_cursor(partition, found[-1]["customer_id"])
+            later = [p for p in partitions if p > partition]
+            return found, encode_cursor(later[0], None) if later else None
+    return found, None
 
 
 async def candidate_sizes(runtime: Any, candidate: RuleSet, now: float) -> tuple[dict[str, int], int, int]:

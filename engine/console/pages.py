@@ -31,6 +31,7 @@ from microseg.engine.console import readings
 from microseg.engine.console.access import SESSION_KEY, Access, cookie_flags
 from microseg.engine.console.candidates import candidate_dirs, diff, find_candidate, load_candidate, problems_of
 from microseg.engine.console.census import Census, candidate_sizes, cell_histogram
+from microseg.engine.console.census import members as census_members
 from microseg.engine.console.history import History, Snapshot
 from microseg.engine.console.session import COOKIE, LOGIN_COOKIE, LOGIN_S, Sessions
 from microseg.engine.model_in_use import ModelInUse
@@ -210,7 +211,11 @@ async def segment(request: web.Request) -> web.Response:
     now = console.now()
     population = console.history.population(segment_id, [now])
     moves = console.history.moves(segment_id, [now])
-    members, after, count = await console.census.members(segment_id, cursor, limit)
+    try:
+        members, after = await census_members(console.runtime, segment_id, cursor, limit)
+    except ValueError:
+        raise web.HTTPFound(f"{PREFIX}/segments/{quote(segment_id, safe='')}") from None  # a cursor no worker made: first page
+    count = now.populations.get(segment_id, 0)
     scan = await console.census.scan()
     cells = cell_histogram(scan.cells)
     charts = {
