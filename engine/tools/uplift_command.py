@@ -23,6 +23,8 @@ from microseg.errors import MicrosegError
 
 from microseg.engine.tools.uplift import (
     DEFAULT_ATTRIBUTION_S,
+    HOLDOUTS_TOPIC,
+    MESSAGES_TOPIC,
     ConversionIndex,
     Exposure,
     UpliftInputError,
@@ -88,9 +90,9 @@ def read_topics(settings: Any, bootstrap: str) -> tuple[list[Exposure], Conversi
         except Exception as exc:  # noqa: BLE001 - a client error is one line, like every broker problem
             raise BrokerError(f"cannot read {topic} on {bootstrap}: {type(exc).__name__}: {exc}") from None
         problems += fold.problems
-    decisions = folds[settings.messages_topic].records + [
-        ("message-holdouts", record) for _, record in folds[settings.holdouts_topic].records
-    ]
+    decisions = [(MESSAGES_TOPIC, record) for _, record in folds[settings.messages_topic].records] + [
+        (HOLDOUTS_TOPIC, record) for _, record in folds[settings.holdouts_topic].records
+    ]  # the configured names may differ: each record is tagged with the role of its topic
     exposures = list(exposures_of(decisions, problems))
     index = ConversionIndex()
     for _, record in folds[settings.input_topic].records:

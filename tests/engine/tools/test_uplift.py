@@ -4,6 +4,7 @@ Newcombe's interval against known values, and its coverage on simulated campaign
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -139,3 +140,83 @@ def test_report_uplift_prints_the_table_writes_the_png_and_refuses_missing_input
     empty.write_text('{"topic": "segment-changes", "key": "c", "value": {"change_id": "x"}}\nnot json\n')
     none = CliRunner().invoke(app, ["report", "uplift", "--decisions", str(empty), "--events", str(ev)])
     assert none.exit_code == 2 and "no decision records" in none.output
+
+
+E2E_RULES = """
+version: 1
+segments:
+  - id: buyer
+    when: purchases_total >= 1
+messages:
+  - id: thanks
+    segments: [buyer]
+    channel: email
+    priority: 1
+    cooldown: 30d
+    holdout: 0.3
+    variants: [{id: a}, {id: b}]
+    converts_on: checkout_started
+    attribution: 2d
+contact_policy:
+  consent: opt_out
+"""
+
+
+def _e2e_events(customers: int) -> list[dict]:
+    rng = random.Random(5)
+    events = []
+    for i in range(customers):
+        events.append({"event_id": f"p{i}", "customer_id": f"c{i}", "type": "purchase", "ts": _iso(T0), "props": {"order_id": f"o{i}", "amount": 20.0}})
+        if rng.random() < 0.4:  # the goal event, a day after (inside 2d) or three days after (outside)
+            later = T0 + (1 if rng.random() < 0.5 else 3) * DAY
+            events.append({"event_id": f"k{i}", "customer_id": f"c{i}", "type": "checkout_started", "ts": _iso(later), "props": {}})
+    events.sort(key=lambda e: e["ts"])
+    return events
+
+
+def test_report_over_replay_output_reads_treated_and_holdout_records_and_the_rules_goal(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "thanks.yaml").write_text(E2E_RULES)
+    events = tmp_path / "events.jsonl"
+    lines = _e2e_events(300)
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    out = tmp_path / "out.jsonl"
+    done = CliRunner().invoke(app, ["replay", str(events), "--rules", str(rules), "--out", str(out), "--now", _iso(T0 - 60)])
+    assert done.exit_code == 0, done.output
+    topics = Counter(orjson.loads(line)["topic"] for line in out.read_bytes().splitlines())
+    assert topics["message-holdouts"] > 50 and topics["next-best-messages"] > 150
+    report = CliRunner().invoke(app, ["report", "uplift", "--decisions", str(out), "--events", str(events), "--rules", str(rules), "--json"])
+    assert report.exit_code == 0, report.output
+    rows = [orjson.loads(line) for line in report.stdout.splitlines() if line.startswith("{")]
+    overall = rows[0]
+    assert (overall["message"], overall["variant"]) == ("thanks", "(all)")
+    assert overall["treated"] + overall["holdout"] == 300 and overall["holdout"] == topics["message-holdouts"]
+    assert (overall["converts_on"], overall["attribution_s"]) == ("checkout_started", 2 * 86_400)
+    inside = sum(1 for e in lines if e["type"] == "checkout_started" and e["ts"] == _iso(T0 + DAY))
+    assert overall["treated_converted"] + overall["holdout_converted"] == inside  # the 3-day ones are outside 2d
+    assert {r["variant"] for r in rows[1:]} == {"a", "b"} and sum(r["holdout"] for r in rows[1:]) == overall["holdout"]
+
+
+@pytest.mark.broker
+def test_report_reads_the_topics(broker, unique_topics, tmp_path, monkeypatch):
+    from tests.conftest import send_events
+
+    from microseg.engine.kafka.broker import ensure_topics
+    from microseg.engine.settings import Settings
+
+    env = {**unique_topics, "MICROSEG_HOLDOUTS_TOPIC": unique_topics["MICROSEG_MESSAGES_TOPIC"] + "-holdouts", "MICROSEG_BROKER": broker, "MICROSEG_FIX_END_OFFSETS": "true"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    ensure_topics(broker, settings)
+    dec, ev = _campaign(2, tmp_path, customers=400)
+    decisions = [orjson.loads(line) for line in dec.read_bytes().splitlines()]
+    for topic in ("next-best-messages", "message-holdouts"):
+        target = settings.messages_topic if topic == "next-best-messages" else settings.holdouts_topic
+        send_events(broker, target, [d["value"] for d in decisions if d["topic"] == topic])
+    send_events(broker, settings.input_topic, [orjson.loads(line) for line in ev.read_bytes().splitlines()])
+    from_topics = CliRunner().invoke(app, ["report", "uplift", "--from-topics", "--json"])
+    assert from_topics.exit_code == 0, from_topics.output
+    from_files = CliRunner().invoke(app, ["report", "uplift", "--decisions", str(dec), "--events", str(ev), "--json"])
+    assert [orjson.loads(l) for l in from_topics.stdout.splitlines()] == [orjson.loads(l) for l in from_files.stdout.splitlines()]
