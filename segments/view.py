@@ -22,14 +22,19 @@ __all__ = ["DnaView", "iso"]
 
 _DATES: dict[int, str] = {}
 _TWO_DIGITS = tuple(f"{n:02d}" for n in range(60))
+_THREE_DIGITS = tuple(f"{n:03d}" for n in range(1000))
 
 
 def iso(t: float) -> str:
-    """RFC 3339 UTC text of an epoch instant, as every output record writes it.
+    """RFC 3339 UTC text of an epoch instant with milliseconds, ``2026-03-01T10:00:02.645Z``, as every
+    output record, explain answer, audit record and JSON log line writes it: always three digits,
+    ``...:03.000Z`` for a whole second, so one format parses and sorts everywhere.
 
-    The same text as ``datetime.fromtimestamp(t, timezone.utc).isoformat()`` with ``Z`` (a test
-    holds it to that, rounding of microseconds included), put together from a per-day cache of the
-    date and a table of two-digit numbers: this runs for every change record.
+    The same text as ``datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")``
+    with ``Z`` (a test holds it to that): the instant is rounded to the microsecond (float noise,
+    as datetime does), then cut to the millisecond, so a time never moves on to the next second or
+    day (a leap second's ``23:59:59.999999`` stays ``23:59:59.999Z``). Put together from a per-day
+    cache of the date and tables of two- and three-digit numbers: this runs for every change record.
     """
     fraction, whole = math.modf(t)
     micros = round(fraction * 1e6)
@@ -48,10 +53,7 @@ def iso(t: float) -> str:
             _DATES[day] = date
     hour, second = divmod(second, 3600)
     minute, second = divmod(second, 60)
-    clock = _TWO_DIGITS[hour] + ":" + _TWO_DIGITS[minute] + ":" + _TWO_DIGITS[second]
-    if micros:
-        return date + clock + "." + str(micros).zfill(6) + "Z"
-    return date + clock + "Z"
+    return date + _TWO_DIGITS[hour] + ":" + _TWO_DIGITS[minute] + ":" + _TWO_DIGITS[second] + "." + _THREE_DIGITS[micros // 1000] + "Z"
 
 
 class DnaView(dict[str, Any]):

@@ -87,7 +87,7 @@ def test_no_starter_segment_flaps() -> None:
     worst = flaps.worst()
     assert worst is not None and worst.max_per_day <= 3, worst
     bouncer = [c for c in sink.change_records if c["segment"] == "bouncer"]
-    assert bouncer and all(c["at"].endswith("T00:00:00Z") for c in bouncer)
+    assert bouncer and all(c["at"].endswith("T00:00:00.000Z") for c in bouncer)
     prospects = [c for c in sink.change_records if c["segment"] == "stage_prospect" and c["change"] == "entered"]
     assert prospects and all(c["cause"] == "tick" for c in prospects)
     assert measured["stage_prospect"].entries < len({c["customer_id"] for c in sink.change_records}) / 4

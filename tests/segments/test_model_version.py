@@ -104,7 +104,7 @@ class Host:
 
 
 def _buyers(host: Host) -> list[dict[str, Any]]:
-    return host.send([event_bytes(f"c{i}", "purchase", "2026-03-01T10:00:00Z", event_id=f"p{i}", order_id=f"o{i}", amount=40) for i in range(3)])
+    return host.send([event_bytes(f"c{i}", "purchase", "2026-03-01T10:00:00.000Z", event_id=f"p{i}", order_id=f"o{i}", amount=40) for i in range(3)])
 
 
 def test_a_new_model_re_evaluates_everyone_with_cause_model_version() -> None:
@@ -120,7 +120,7 @@ def test_a_new_model_re_evaluates_everyone_with_cause_model_version() -> None:
         (f"c{i}", "valuable", "exited", f"model:{CDNOW.version}") for i in range(3)
     ], "only what the model changes moves, attributed to the model"
     assert {c["rules_version"] for c in changes} == {rules.version}, "output records carry the rules' version as before"
-    assert {c["at"] for c in changes} == {"2026-03-01T10:00:00Z"}, "at the instant each customer was last evaluated"
+    assert {c["at"] for c in changes} == {"2026-03-01T10:00:00.000Z"}, "at the instant each customer was last evaluated"
     assert {s.rules_version for s in host.states.values()} == {f"{rules.version}+{CDNOW.version}"}
     assert host.sweep(Core(rules, CDNOW)) == [], "a second sweep under the same model finds nobody to re-evaluate"
 
@@ -150,5 +150,5 @@ def test_a_state_stored_before_models_had_versions_is_re_evaluated_once_and_emit
         host.states[customer_id] = decode(encode(state))
     assert host.sweep(Core(rules, demo)) == [], "the same model scores the same: nothing to emit"
     assert {s.rules_version for s in host.states.values()} == {f"{rules.version}+{demo.version}"}
-    later = host.send([event_bytes("c0", "session_started", "2026-03-02T10:00:00Z", event_id="s0")])
+    later = host.send([event_bytes("c0", "session_started", "2026-03-02T10:00:00.000Z", event_id="s0")])
     assert later == []

@@ -30,21 +30,21 @@ def test_a_counter_flips_on_the_first_whole_day_past_its_threshold() -> None:
 
 def test_a_rule_on_days_since_is_woken_once_at_its_crossing() -> None:
     j = Journey("version: 1\nsegments:\n  - {id: quiet, when: days_since_last_purchase > 3}\n")
-    j.send("c1", "purchase", "2026-03-01T10:00:00Z", order_id="o", amount=5.0)
+    j.send("c1", "purchase", "2026-03-01T10:00:00.000Z", order_id="o", amount=5.0)
     assert j.states["c1"].wake == j.states["c1"].dna.last_purchase + 4 * 86_400
-    j.until("2026-03-20T00:00:00Z")
-    assert j.moves("c1", "quiet") == [("entered", "2026-03-05T10:00:00Z", "tick")]
+    j.until("2026-03-20T00:00:00.000Z")
+    assert j.moves("c1", "quiet") == [("entered", "2026-03-05T10:00:00.000Z", "tick")]
     assert j.states["c1"].wake is None
 
 
 def test_a_day_leaving_a_window_wakes_only_if_it_counted_what_the_rules_read() -> None:
     j = Journey("version: 1\nsegments:\n  - {id: visitor, when: sessions_7d >= 1}\n")
-    j.send("c1", "purchase", "2026-03-01T10:00:00Z", order_id="o", amount=5.0)
+    j.send("c1", "purchase", "2026-03-01T10:00:00.000Z", order_id="o", amount=5.0)
     assert j.states["c1"].wake is None  # a purchase-only day: nothing read leaves any window
-    j.send("c1", "session_started", "2026-03-01T11:00:00Z", channel="web")
+    j.send("c1", "session_started", "2026-03-01T11:00:00.000Z", channel="web")
     assert j.states["c1"].wake == datetime(2026, 3, 8, tzinfo=timezone.utc).timestamp()
-    j.until("2026-03-20T00:00:00Z")
-    assert j.moves("c1", "visitor")[-1] == ("exited", "2026-03-08T00:00:00Z", "tick")
+    j.until("2026-03-20T00:00:00.000Z")
+    assert j.moves("c1", "visitor")[-1] == ("exited", "2026-03-08T00:00:00.000Z", "tick")
 
 
 def test_cuts_on_a_day_counter_wake_at_the_cuts_only() -> None:
@@ -53,11 +53,11 @@ def test_cuts_on_a_day_counter_wake_at_the_cuts_only() -> None:
         "    - {name: recency, of: days_since_last_purchase, cuts: [7, 30], labels: [recent, cooling, gone]}\n"
     )
     j = Journey(rules)
-    j.send("c1", "purchase", "2026-03-01T10:00:00Z", order_id="o", amount=5.0)
+    j.send("c1", "purchase", "2026-03-01T10:00:00.000Z", order_id="o", amount=5.0)
     assert j.states["c1"].wake == j.states["c1"].dna.last_purchase + 7 * 86_400
-    j.until("2026-05-01T00:00:00Z")
+    j.until("2026-05-01T00:00:00.000Z")
     moves = j.moves("c1", "micro")
-    assert [at for _, at, _ in moves] == ["2026-03-01T10:00:00Z", "2026-03-08T10:00:00Z", "2026-03-31T10:00:00Z"]
+    assert [at for _, at, _ in moves] == ["2026-03-01T10:00:00.000Z", "2026-03-08T10:00:00.000Z", "2026-03-31T10:00:00.000Z"]
     assert [cause for _, _, cause in moves[1:]] == ["tick", "tick"]
 
 

@@ -68,69 +68,69 @@ def view(j: Journey, customer: str, category: str, ts: str) -> None:
 
 def test_count_over_days_enters_and_leaves_at_the_exact_midnight() -> None:
     j = Journey(RULES)
-    for ts in ("2026-03-01T10:00:00Z", "2026-03-03T09:00:00Z", "2026-03-04T23:00:00Z"):
+    for ts in ("2026-03-01T10:00:00.000Z", "2026-03-03T09:00:00.000Z", "2026-03-04T23:00:00.000Z"):
         view(j, "c1", "shoes", ts)
-    view(j, "c1", "hats", "2026-03-05T08:00:00Z")
-    assert j.entered("c1", "shoe_intent") == "2026-03-04T23:00:00Z"
-    j.until("2026-03-10T00:00:00Z")
-    assert j.moves("c1", "shoe_intent")[-1] == ("exited", "2026-03-08T00:00:00Z", "tick")
-    assert j.value("c1", "shoe_views_7d", "2026-03-09T00:00:00Z") == 2
+    view(j, "c1", "hats", "2026-03-05T08:00:00.000Z")
+    assert j.entered("c1", "shoe_intent") == "2026-03-04T23:00:00.000Z"
+    j.until("2026-03-10T00:00:00.000Z")
+    assert j.moves("c1", "shoe_intent")[-1] == ("exited", "2026-03-08T00:00:00.000Z", "tick")
+    assert j.value("c1", "shoe_views_7d", "2026-03-09T00:00:00.000Z") == 2
 
 
 def test_hour_window_exit_is_on_the_hour_with_no_event() -> None:
     j = Journey(RULES)
-    for ts in ("2026-03-01T10:15:00Z", "2026-03-01T11:40:00Z", "2026-03-01T12:05:00Z"):
+    for ts in ("2026-03-01T10:15:00.000Z", "2026-03-01T11:40:00.000Z", "2026-03-01T12:05:00.000Z"):
         j.send("c1", "session_started", ts, channel="app")
-    j.send("c1", "session_started", "2026-03-01T12:30:00Z", channel="web")
-    assert j.entered("c1", "app_burst") == "2026-03-01T12:05:00Z"
-    j.until("2026-03-02T00:00:00Z")
-    assert j.moves("c1", "app_burst")[-1] == ("exited", "2026-03-01T16:00:00Z", "tick")
+    j.send("c1", "session_started", "2026-03-01T12:30:00.000Z", channel="web")
+    assert j.entered("c1", "app_burst") == "2026-03-01T12:05:00.000Z"
+    j.until("2026-03-02T00:00:00.000Z")
+    assert j.moves("c1", "app_burst")[-1] == ("exited", "2026-03-01T16:00:00.000Z", "tick")
 
 
 def test_money_sums_are_exact_and_where_filters() -> None:
     j = Journey(RULES)
     for i, amount in enumerate((12.11, 19.99, 17.90)):
-        j.send("c1", "purchase", f"2026-03-0{i + 1}T10:00:00Z", order_id=f"o{i}", amount=amount, coupon="SPRING")
-    j.send("c1", "purchase", "2026-03-04T10:00:00Z", order_id="o9", amount=500.0)
+        j.send("c1", "purchase", f"2026-03-0{i + 1}T10:00:00.000Z", order_id=f"o{i}", amount=amount, coupon="SPRING")
+    j.send("c1", "purchase", "2026-03-04T10:00:00.000Z", order_id="o9", amount=500.0)
     assert j.value("c1", "coupon_spend_90d") == 50.0
     assert "coupon_spender" in j.segments("c1")
-    j.until("2026-06-01T00:00:00Z")
-    assert j.moves("c1", "coupon_spender")[-1] == ("exited", "2026-05-30T00:00:00Z", "tick")
+    j.until("2026-06-01T00:00:00.000Z")
+    assert j.moves("c1", "coupon_spender")[-1] == ("exited", "2026-05-30T00:00:00.000Z", "tick")
 
 
 def test_custom_event_feeds_a_lifetime_last_and_a_nullable_avg() -> None:
     j = Journey(RULES)
-    j.send("c1", "trial_started", "2026-03-02T10:00:00Z", plan="pro")
-    j.send("c1", "trial_started", "2026-03-01T10:00:00Z", plan="basic", seats=4)  # older: not the last
+    j.send("c1", "trial_started", "2026-03-02T10:00:00.000Z", plan="pro")
+    j.send("c1", "trial_started", "2026-03-01T10:00:00.000Z", plan="basic", seats=4)  # older: not the last
     assert j.value("c1", "last_plan") == "pro"
     assert j.value("c1", "seats_avg") == 4
     assert j.segments("c1") == ("pro_trial",)
-    j.until("2027-03-01T00:00:00Z")
+    j.until("2027-03-01T00:00:00.000Z")
     assert j.segments("c1") == ("pro_trial",)
 
 
 def test_a_bad_custom_event_is_a_dead_letter_naming_the_prop_and_the_rest_goes_on() -> None:
     j = Journey(RULES)
-    j.send("c1", "trial_started", "2026-03-01T10:00:00Z", plan="pro", seats="four")
-    j.send("c1", "trial_started", "2026-03-01T11:00:00Z", plan="pro")
+    j.send("c1", "trial_started", "2026-03-01T10:00:00.000Z", plan="pro", seats="four")
+    j.send("c1", "trial_started", "2026-03-01T11:00:00.000Z", plan="pro")
     assert len(j.dead_letters) == 1 and "seats" in j.dead_letters[0]["reason"]
     assert j.segments("c1") == ("pro_trial",)
 
 
 def test_duplicates_and_out_of_order_events_count_once() -> None:
     j = Journey(RULES)
-    view(j, "c1", "shoes", "2026-03-03T10:00:00Z")
-    j.send("c1", "product_viewed", "2026-03-03T10:00:00Z", event_id="dup", product_id="p", category="shoes")
-    j.send("c1", "product_viewed", "2026-03-03T10:00:00Z", event_id="dup", product_id="p", category="shoes")
-    view(j, "c1", "shoes", "2026-03-01T10:00:00Z")
+    view(j, "c1", "shoes", "2026-03-03T10:00:00.000Z")
+    j.send("c1", "product_viewed", "2026-03-03T10:00:00.000Z", event_id="dup", product_id="p", category="shoes")
+    j.send("c1", "product_viewed", "2026-03-03T10:00:00.000Z", event_id="dup", product_id="p", category="shoes")
+    view(j, "c1", "shoes", "2026-03-01T10:00:00.000Z")
     assert j.value("c1", "shoe_views_7d") == 3
-    assert j.entered("c1", "shoe_intent") == "2026-03-03T10:00:00Z"
+    assert j.entered("c1", "shoe_intent") == "2026-03-03T10:00:00.000Z"
 
 
 def test_distinct_over_two_types_and_incremental_evaluation_skips_unrelated_rules() -> None:
     j = Journey(RULES)
-    view(j, "c1", "shoes", "2026-03-01T10:00:00Z")
-    j.send("c1", "cart_updated", "2026-03-01T11:00:00Z", product_id="p", category="hats", quantity=1, cart_value=10.0)
+    view(j, "c1", "shoes", "2026-03-01T10:00:00.000Z")
+    j.send("c1", "cart_updated", "2026-03-01T11:00:00.000Z", product_id="p", category="hats", quantity=1, cart_value=10.0)
     assert "browser" in j.segments("c1")
     touched = j.core.registry.touches
     assert "categories_30d" in touched["cart_updated"] and "shoe_views_7d" not in touched["cart_updated"]
@@ -167,23 +167,23 @@ def test_a_segment_may_read_a_trait_declared_in_another_file() -> None:
     traits = "version: 1\ntraits:\n  - {id: views_7d, events: [product_viewed], aggregate: count, window: 7d}\n"
     segments = "version: 1\nsegments:\n  - {id: browsing, when: views_7d >= 2}\n"
     j = Journey(compile_rule_texts({"b_segments.yaml": segments, "a_traits.yaml": traits}))
-    view(j, "c1", "shoes", "2026-03-01T10:00:00Z")
-    view(j, "c1", "hats", "2026-03-01T11:00:00Z")
+    view(j, "c1", "shoes", "2026-03-01T10:00:00.000Z")
+    view(j, "c1", "hats", "2026-03-01T11:00:00.000Z")
     assert j.segments("c1") == ("browsing",)
 
 
 @pytest.mark.parametrize(
     ("aggregate", "value", "condition", "exit_at"),
     [
-        ("count", None, ">= 2", "2026-03-03T00:00:00Z"),
-        ("sum", "prop('price')", ">= 30", "2026-03-03T00:00:00Z"),
-        ("avg", "prop('price')", ">= 15", "2026-03-04T00:00:00Z"),
-        ("min", "prop('price')", "<= 10", "2026-03-03T00:00:00Z"),
-        ("max", "prop('price')", ">= 20", "2026-03-04T00:00:00Z"),
-        ("distinct_count", "prop('category')", ">= 2", "2026-03-03T00:00:00Z"),
-        ("first", "prop('category')", "== 'hats'", "2026-03-03T00:00:00Z"),
-        ("last", "prop('category')", "== 'shoes'", "2026-03-04T00:00:00Z"),
-        ("most_frequent", "prop('category')", "== 'hats'", "2026-03-03T00:00:00Z"),
+        ("count", None, ">= 2", "2026-03-03T00:00:00.000Z"),
+        ("sum", "prop('price')", ">= 30", "2026-03-03T00:00:00.000Z"),
+        ("avg", "prop('price')", ">= 15", "2026-03-04T00:00:00.000Z"),
+        ("min", "prop('price')", "<= 10", "2026-03-03T00:00:00.000Z"),
+        ("max", "prop('price')", ">= 20", "2026-03-04T00:00:00.000Z"),
+        ("distinct_count", "prop('category')", ">= 2", "2026-03-03T00:00:00.000Z"),
+        ("first", "prop('category')", "== 'hats'", "2026-03-03T00:00:00.000Z"),
+        ("last", "prop('category')", "== 'shoes'", "2026-03-04T00:00:00.000Z"),
+        ("most_frequent", "prop('category')", "== 'hats'", "2026-03-03T00:00:00.000Z"),
     ],
 )
 def test_every_aggregate_leaves_its_two_day_window_at_midnight_by_a_tick(aggregate: str, value: str | None, condition: str, exit_at: str) -> None:
@@ -196,10 +196,10 @@ def test_every_aggregate_leaves_its_two_day_window_at_midnight_by_a_tick(aggrega
         f"segments:\n  - {{id: s, when: \"t {condition}\"}}\n"
     )
     j = Journey(rules)
-    j.send("c1", "product_viewed", "2026-03-01T10:00:00Z", product_id="p", category="hats", price=10.0)
-    j.send("c1", "product_viewed", "2026-03-02T20:00:00Z", product_id="p", category="shoes", price=20.0)
+    j.send("c1", "product_viewed", "2026-03-01T10:00:00.000Z", product_id="p", category="hats", price=10.0)
+    j.send("c1", "product_viewed", "2026-03-02T20:00:00.000Z", product_id="p", category="shoes", price=20.0)
     assert j.segments("c1") == ("s",)
-    j.until("2026-03-10T00:00:00Z")
+    j.until("2026-03-10T00:00:00.000Z")
     assert j.moves("c1", "s")[-1] == ("exited", exit_at, "tick")
 
 

@@ -9,19 +9,20 @@ counted). Times are epoch seconds; ``first_ts``/``last_ts`` are RFC 3339 in UTC.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from microseg.errors import ConfigError
+from microseg.segments.view import iso
 
 __all__ = ["load_data", "describe", "event_times"]
 
 
 def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if t is None else iso(t)
 
 
 def describe(lines: list[bytes], keys: list[bytes], times: tuple[float | None, float | None], **about: Any) -> dict[str, Any]:

@@ -81,7 +81,7 @@ def test_an_erasure_event_is_audited_before_it_is_stored_and_names_nobody() -> N
     assert CUSTOMER.encode() not in key + orjson.dumps(erased), "no raw id anywhere in the record"
     assert erased["customer_hmac"] == expected_hmac(CUSTOMER) and erased["hmac"] == HMAC_SCHEME
     assert erased["outcome"] == "erased" and erased["via"] == "event" and erased["exits"] == 1
-    assert erased["requested_at"] == "2026-03-01T10:00:00Z" and erased["audit_id"] == key.decode()
+    assert erased["requested_at"] == "2026-03-01T10:00:00.000Z" and erased["audit_id"] == key.decode()
     assert erased["source"]["offset"] == erase[0].offset and erased["rules_version"] == rt.ruleset.version
     assert set(erased) == {
         "audit_id", "format", "at", "requested_at", "via", "request_id", "customer_hmac", "hmac", "outcome", "exits", "source", "rules_version", "worker",

@@ -61,7 +61,7 @@ def test_members_are_paged_over_every_partition_and_equal_the_memberships_topic(
     assert len(got) == len(set(got))  # no one twice across pages
     first = Router(rt).local_page(rt.partition_of(buyers[0]), "buyer", None, 100)[0]
     entry = next(m for m in first if m["customer_id"] == buyers[0])
-    assert entry["since"] == "2026-03-01T10:00:00Z" and entry["cause"] and entry["rules_version"] == rt.ruleset.version
+    assert entry["since"] == "2026-03-01T10:00:00.000Z" and entry["cause"] and entry["rules_version"] == rt.ruleset.version
     assert _all_members(rt, "quiet", 10) == []
     clock.t = T0 + 3 * DAY  # everyone quiet by time
     run(rt.tick())

@@ -216,7 +216,7 @@ def test_an_erasure_request_goes_to_the_input_topic_as_an_event() -> None:
     rt = runtime()
     event_id = run(rt.request_erasure("c9"))
     sink: MemorySink = rt.sink  # type: ignore[assignment]
-    assert sink.events == [("c9", {"event_id": event_id, "customer_id": "c9", "type": "erasure_requested", "ts": "2026-03-01T10:00:00Z", "props": {}})]
+    assert sink.events == [("c9", {"event_id": event_id, "customer_id": "c9", "type": "erasure_requested", "ts": "2026-03-01T10:00:00.000Z", "props": {}})]
 
 
 @pytest.mark.parametrize("batch", [1, 7, 1000])
