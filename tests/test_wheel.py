@@ -152,6 +152,8 @@ def test_the_wheel_carries_the_package_data_and_the_compiled_core(wheel: Path) -
     shipped("segments/language", "*.lark", "microseg/segments/language")
     shipped("segments/models", "*.json", "microseg/segments/models")
     shipped("schemas/json", "**/*.json", "microseg/schemas/json")
+    shipped("engine/console/templates", "*.html", "microseg/engine/console/templates")
+    shipped("engine/console/static", "*", "microseg/engine/console/static")
 
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     compiled = [f"{module.replace('.', '/')}{suffix}" for module in native.MODULES]
