@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from microseg.errors import MicrosegError
 from microseg.schemas.events import ANONYMOUS_KEY, Event
 from microseg.segments.changes import diff
-from microseg.segments.dna import Dna, fold
+from microseg.segments.dna import Dna, fold, is_duplicate
 from microseg.segments.merge import merge
 from microseg.segments.state import CustomerState
 from microseg.segments.step import Core, StepResult
@@ -44,6 +44,9 @@ __all__ = [
     "Repeat",
     "Identified",
     "step_identify",
+    "visitor_exits",
+    "merge_into_customer",
+    "alias_taken",
     "anonymize",
     "erase_aliases",
     "erased_mark",
@@ -156,6 +159,53 @@ def erased_mark(t: float, version: str) -> CustomerState:
     return CustomerState(Dna(), rules_version=version, evaluated_at=t, erased=True)
 
 
+def visitor_exits(core: Core, anonymous: CustomerState | None, event: Event) -> StepResult | None:
+    """The visitor's half of an ``identify``: time runs on to just before its instant, then the
+    visitor exits every segment (``cause`` = the identify's id; records in their anonymous form).
+    ``result.state.dna`` is what is merged into the customer. None when there is nothing to merge
+    (no state, or an erased mark)."""
+    if anonymous is None or anonymous.erased:
+        return None
+    anonymous_id = str(event.anonymous_id)
+    anonymous_key = ANONYMOUS_KEY + anonymous_id
+    visitor = core.advance(anonymous_key, anonymous, event.t, inclusive=False)
+    before = visitor.state
+    at = max(event.t, before.evaluated_at)
+    visitor.changes += diff(anonymous_key, before.segments, (), before.code, None, t=at, cause=event.event_id, rules_version=core.ruleset.version)
+    visitor.state = CustomerState(before.dna, (), None, before.rules_version, at, None, before.sends, before.last_sent, before.offset, held=before.held)
+    return anonymize(visitor, anonymous_id)
+
+
+def merge_into_customer(
+    core: Core, customer: CustomerState | None, visitor: Dna | None, event: Event, *, offset: int = -1, traits: Mapping[str, Any] | None = None
+) -> StepResult:
+    """The customer's half of an ``identify``: time runs on to just before its instant, the
+    identify is folded in (its id remembered: a redelivered one is a duplicate), the visitor's
+    record merged (``segments.merge``) and every rule evaluated at the identify instant (``cause``
+    = its id). ``ignored`` when the customer is erased; ``duplicate`` when the identify was applied."""
+    if customer is not None and customer.erased:
+        return StepResult(customer, ignored=True)
+    if customer is not None and is_duplicate(customer.dna, event):
+        return StepResult(customer, duplicate=True)
+    customer_id = event.customer_id
+    t = event.t
+    if customer is None:
+        result = StepResult(CustomerState(Dna()))
+        previous = result.state
+        dna = fold(None, event)
+    else:
+        result = core.advance(customer_id, customer, t, inclusive=False)
+        previous = result.state
+        dna = fold(previous.dna, event)
+    if visitor is not None:
+        if traits is None:
+            traits = {trait.id: trait for trait in core.ruleset.traits}
+        dna = merge(dna, visitor, traits)
+    result.extend(core._evaluate(customer_id, previous, dna, max(t, previous.evaluated_at), event.event_id, None))
+    result.state.offset = max(offset, previous.offset)
+    return result
+
+
 def step_identify(
     core: Core,
     overlay: IdentityOverlay,
@@ -166,9 +216,10 @@ def step_identify(
     offset: int = -1,
     traits: Mapping[str, Any] | None = None,
 ) -> Identified:
-    """Apply one ``identify`` (``event.customer_id`` the customer, ``event.anonymous_id`` the
-    visitor); raises ``AliasTaken`` or ``Repeat``. ``traits``: the rule set's traits by id (for
-    merging their states; default: the core's)."""
+    """Apply one ``identify`` in one process (``event.customer_id`` the customer,
+    ``event.anonymous_id`` the visitor): ``visitor_exits`` then ``merge_into_customer``; raises
+    ``AliasTaken`` or ``Repeat``. The worker runs the two halves on the visitor's and the
+    customer's partitions (``engine.worker.resolution``)."""
     customer_id = event.customer_id
     anonymous_id = event.anonymous_id
     assert anonymous_id is not None
@@ -176,41 +227,23 @@ def step_identify(
     if linked == customer_id:
         raise Repeat(f"anonymous_id {anonymous_id!r} is already linked to this customer")
     if linked is not None:
-        raise AliasTaken(f"anonymous_id {anonymous_id[:128]!r} is already linked to another customer; an alias is never moved")
+        raise AliasTaken(alias_taken(anonymous_id))
+    if customer is not None and not customer.erased and is_duplicate(customer.dna, event):
+        raise Repeat(f"identify {event.event_id!r} was applied already")
     anonymous_key = ANONYMOUS_KEY + anonymous_id
-    t = event.t
-    cause = event.event_id
-    version = core.ruleset.version
     overlay.link(anonymous_id, customer_id)
-    visitor: StepResult | None = None
-    visitor_dna: Dna | None = None
-    if anonymous is not None and not anonymous.erased:
-        visitor = core.advance(anonymous_key, anonymous, t, inclusive=False)
-        before = visitor.state
-        at = max(t, before.evaluated_at)
-        visitor.changes += diff(anonymous_key, before.segments, (), before.code, None, t=at, cause=cause, rules_version=version)
-        visitor_dna = before.dna
-        anonymize(visitor, anonymous_id)
-    if customer is not None and customer.erased:
+    visitor = visitor_exits(core, anonymous, event)
+    result = merge_into_customer(core, customer, visitor.state.dna if visitor is not None else None, event, offset=offset, traits=traits)
+    if result.ignored:
         # The customer was forgotten: so is the visitor it turns out to be (erasure erases aliases).
         overlay.forget(anonymous_id)
-        result = StepResult(customer, ignored=True)
-        return Identified(anonymous_key, visitor, erased_mark(t, core.version), result)
-    if customer is None:
-        result = StepResult(CustomerState(Dna()))
-        previous = result.state
-        dna = fold(None, event)
-    else:
-        result = core.advance(customer_id, customer, t, inclusive=False)
-        previous = result.state
-        dna = fold(previous.dna, event)
-    if visitor_dna is not None:
-        if traits is None:
-            traits = {trait.id: trait for trait in core.ruleset.traits}
-        dna = merge(dna, visitor_dna, traits)
-    result.extend(core._evaluate(customer_id, previous, dna, max(t, previous.evaluated_at), cause, None))
-    result.state.offset = max(offset, previous.offset)
+        return Identified(anonymous_key, visitor, erased_mark(event.t, core.version), result)
     return Identified(anonymous_key, visitor, None, result)
+
+
+def alias_taken(anonymous_id: str) -> str:
+    """The dead-letter reason of an ``identify`` whose alias belongs to another customer."""
+    return f"anonymous_id {anonymous_id[:128]!r} is already linked to another customer; an alias is never moved"
 
 
 def erase_aliases(core: Core, overlay: IdentityOverlay, customer_id: str, t: float) -> dict[str, CustomerState]:
