@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -12,12 +11,14 @@ import typer
 
 from microseg.engine.startup import packaged_rules_dir
 from microseg.engine.tools.fit import fit_command
+from microseg.engine.tools.audiences import export_app
 from microseg.engine.tools.importer import import_command
+from microseg.engine.tools.rules_cli import rules_diff, rules_history, rules_preview, rules_rollback, rules_test
 from microseg.engine.tools.simulator import simulate_command
 from microseg.engine.tools.uplift_command import uplift_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="microseg: behavioral-DNA micro-segmentation")
-rules_app = typer.Typer(no_args_is_help=True, help="Check, preview and publish rule files.")
+rules_app = typer.Typer(no_args_is_help=True, help="Check, test, preview, diff, publish and roll back rule files.")
 app.add_typer(rules_app, name="rules")
 report_app = typer.Typer(no_args_is_help=True, help="Reports over the engine's outputs.")
 app.add_typer(report_app, name="report")
@@ -31,6 +32,12 @@ def _root() -> None:
 app.command("simulate")(simulate_command)
 app.command("fit")(fit_command)
 app.command("import")(import_command)
+app.add_typer(export_app, name="export")
+rules_app.command("preview")(rules_preview)
+rules_app.command("diff")(rules_diff)
+rules_app.command("history")(rules_history)
+rules_app.command("rollback")(rules_rollback)
+rules_app.command("test")(rules_test)
 report_app.command("uplift")(uplift_command)
 
 
@@ -204,122 +211,6 @@ def rules_check(directory: Annotated[Path, typer.Argument(help="Directory of *.y
         f"ok: {len(ruleset.segments)} segments, {len(ruleset.dimensions)} dimensions, "
         f"{len(ruleset.messages)} messages; version {ruleset.version}"
     )
-
-
-class _CountingSink:
-    """Counts what a preview would emit without keeping every record."""
-
-    def __init__(self) -> None:
-        from microseg.engine.tools.flaps import FlapCounter
-
-        self.moves: Counter[tuple[str, str]] = Counter()
-        self.causes: Counter[str] = Counter()
-        self.message_counts: Counter[str] = Counter()
-        self.rejected = 0
-        self.flaps = FlapCounter()
-
-    def changes(self, records: Any) -> None:
-        self.flaps.add(records)
-        for record in records:
-            self.moves[(record["segment"], record["change"])] += 1
-            self.causes["tick" if record["cause"] == "tick" else "event"] += 1
-
-    def messages(self, records: Any) -> None:
-        for record in records:
-            self.message_counts[record["message"]] += 1
-
-    def dead_letter(self, record: Any) -> None:
-        self.rejected += 1
-
-
-def _cell_histogram(sizes: Counter[str]) -> list[tuple[str, int]]:
-    bands = [("1", 1, 1), ("2", 2, 2), ("3-5", 3, 5), ("6-20", 6, 20), ("21-100", 21, 100), ("101+", 101, 10**12)]
-    return [(name, sum(1 for n in sizes.values() if lo <= n <= hi)) for name, lo, hi in bands]
-
-
-def _trait_table(core: Any, states: dict[str, Any]) -> Any:
-    """Each trait's distribution over the customers at their last evaluation: numbers as
-    min / median / p95 / max, other values as the most common ones (to pick thresholds)."""
-    from rich.table import Table
-
-    table = Table(title="Traits (value per customer at the end of the input)")
-    for column in ("trait", "customers with a value", "min", "median", "p95", "max / most common"):
-        table.add_column(column, justify="left" if column == "trait" else "right")
-    live = [state for state in states.values() if not state.erased]
-    for trait in core.ruleset.traits:
-        values = [core.view(state.dna, state.evaluated_at)[trait.id] for state in live]
-        present = [v for v in values if v is not None and v != 0]
-        numbers = sorted(v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool))
-        if numbers and len(numbers) == sum(1 for v in values if v is not None):
-            def at(q: float) -> str:
-                return f"{numbers[min(len(numbers) - 1, int(q * len(numbers)))]:g}"
-
-            table.add_row(trait.id, str(len(present)), f"{numbers[0]:g}", at(0.5), at(0.95), f"{numbers[-1]:g}")
-        else:
-            common = Counter(str(v) for v in values if v is not None).most_common(3)
-            table.add_row(trait.id, str(len(present)), "", "", "", ", ".join(f"{v} ({n})" for v, n in common) or "-")
-    return table
-
-
-@rules_app.command("preview")
-def rules_preview(
-    directory: Annotated[Path, typer.Argument(help="Directory of *.yaml rule files.")],
-    events: Annotated[Path, typer.Option("--events", exists=True, dir_okay=False, help="Events to run the rules over (JSONL).")],
-    until: Annotated[Optional[str], typer.Option("--until", help="Let time run on to this instant after the input.")] = None,
-    model: Annotated[Optional[Path], typer.Option("--model")] = None,
-    no_model: Annotated[bool, typer.Option("--no-model")] = False,
-) -> None:
-    """Segment sizes, micro-segment cell sizes and the moves the rules would give, before publishing."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from microseg.engine.tools.replay import read_lines, replay
-    from microseg.segments.step import Core
-
-    ruleset = _load_ruleset(directory)
-    core = Core(ruleset, _load_model(model, no_model))
-    sink = _CountingSink()
-    stats, states = replay(
-        read_lines(str(events)), core, sink, until=_parse_instant(until, "--until") if until else None, source=str(events)
-    )
-    population: Counter[str] = Counter()
-    cells: Counter[str] = Counter()
-    for state in states.values():
-        population.update(state.segments)
-        if state.code is not None:
-            cells[state.code] += 1
-    console = Console(width=120)
-    table = Table(title=f"Segments after {stats.events} events ({len(states)} customers), rules {ruleset.version}")
-    for column in ("segment", "customers", "share", "entered", "exited"):
-        table.add_column(column, justify="left" if column == "segment" else "right")
-    for segment in ruleset.segments:
-        size = population[segment.id]
-        share = f"{100 * size / len(states):.1f}%" if states else "-"
-        table.add_row(segment.id, str(size), share, str(sink.moves[(segment.id, "entered")]), str(sink.moves[(segment.id, "exited")]))
-    console.print(table)
-    if cells:
-        hist = Table(title=f"Micro-segments: {len(cells)} cells")
-        hist.add_column("customers per cell")
-        hist.add_column("cells", justify="right")
-        for band, count in _cell_histogram(cells):
-            hist.add_row(band, str(count))
-        console.print(hist)
-        biggest = ", ".join(f"{code} ({n})" for code, n in cells.most_common(5))
-        console.print(f"largest cells: {biggest}")
-    console.print(
-        f"moves: {sum(n for (s, c), n in sink.moves.items() if s != 'micro')} segment changes "
-        f"({sink.causes['tick']} by time alone), {sink.moves[('micro', 'moved')]} micro moves; "
-        f"messages: {dict(sink.message_counts) or 0}; rejected lines: {stats.rejected}"
-    )
-    if ruleset.traits:
-        console.print(_trait_table(core, states))
-    from microseg.engine.tools.flaps import flap_table
-
-    if (flapping := flap_table(sink.flaps)) is not None:
-        console.print(flapping)
-    empty = [s.id for s in ruleset.segments if population[s.id] == 0 and sink.moves[(s.id, 'entered')] == 0]
-    if empty:
-        console.print(f"[yellow]never entered on this data:[/] {', '.join(empty)}")
 
 
 @app.command("schema")

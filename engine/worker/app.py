@@ -171,10 +171,12 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime, *, embedded_
 
     @app.agent(rules_topic, name="rules")
     async def _rules(stream: Any) -> None:
-        from microseg.engine.worker.rules_topic import apply_published
+        from microseg.engine.worker.rules_topic import PublishedRules
 
+        published = PublishedRules()  # every version on the topic; the newest 'current' pointer is applied
         async for events in stream.take_events(1000, within=1.0):
-            await apply_published(events[-1].value, runtime)
+            records = [(e.key, e.value, int((e.message.timestamp or 0) * 1000), e.message.offset) for e in events]
+            await published.apply(records, runtime)
             runtime.health.rules_read = max(runtime.health.rules_read, events[-1].message.offset + 1)
 
     models_topic = app.topic(settings.models_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -249,6 +251,33 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 return self.json({"error": str(exc)}, status=exc.status)
             return self.bytes(orjson.dumps(body), content_type="application/json")
 
+    @app.page("/rules/sizes")
+    class RuleSizes(View):
+        """Segment sizes under the rules in force and a candidate, every customer as of one instant
+        (``engine.worker.rules_preview``; ``microseg rules diff``). Body: ``{"files": {name: text} | null,
+        "as_of": epoch seconds | null (now)}``."""
+
+        async def post(self, request: Request) -> Response:
+            from microseg.engine.worker.rules_preview import live_sizes, routed
+            from microseg.segments.language.errors import RuleError
+
+            if (refused := _refused(guard, self, request, Scope.READ, runtime)) is not None:
+                return refused
+            try:
+                asked = orjson.loads(await request.read())  # type: ignore[attr-defined]
+                files = asked.get("files")
+                as_of = float(asked.get("as_of") or runtime.clock())
+                if files is not None and not (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())):
+                    raise TypeError("files is a mapping of file name to text")
+            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+                return self.json({"error": f"body: {exc}"}, status=400)
+            try:
+                body = await live_sizes(runtime, router, files, as_of, request.headers.get("Authorization"), local_only=routed(request.headers))
+            except RuleError as exc:
+                return self.json({"error": "the candidate rules do not compile", "problems": [str(p) for p in exc.problems]}, status=422)
+            except RoutingError as exc:
+                return self.json({"error": str(exc)}, status=exc.status)
+            return self.bytes(orjson.dumps(body), content_type="application/json")
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Request) -> Response:

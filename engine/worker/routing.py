@@ -37,6 +37,7 @@ ROUTED_HEADER = "X-Microseg-Routed"
 DEFAULT_LIMIT = 1_000
 MAX_LIMIT = 10_000
 _TIMEOUT_S = 10.0
+_SLOW_TIMEOUT_S = 600.0
 
 
 class RoutingError(MicrosegError):
@@ -45,6 +46,13 @@ class RoutingError(MicrosegError):
     def __init__(self, message: str, status: int = 503) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _slow() -> object:
+    """A longer timeout for requests that evaluate every customer (``rules_preview``)."""
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=_SLOW_TIMEOUT_S)
 
 
 def encode_cursor(partition: int, after: str | None) -> str:
@@ -115,6 +123,24 @@ class Router:
                 return Forwarded(response.status, body, response.headers.get("Content-Type", "application/json").split(";")[0])
         except Exception as exc:  # noqa: BLE001 - any transport failure is the same answer: the owner did not answer
             raise RoutingError(f"the worker owning partition {partition} ({url}) did not answer ({exc.__class__.__name__}: {exc}); try again") from exc
+
+    def peers(self) -> list[str]:
+        """Every other worker URL in the routing table (each owns some partitions), sorted."""
+        routes = getattr(self.runtime, "routes", None)
+        owners = routes.urls.get(self.runtime.settings.input_topic, []) if routes is not None else []
+        return sorted({u.rstrip("/") for u in owners if u and not self.is_self(u)})
+
+    async def post(self, url: str, path: str, body: bytes, authorization: str | None) -> Forwarded:
+        """``POST path`` with a JSON ``body`` to the worker at ``url``, marked as routed."""
+        headers = {ROUTED_HEADER: "1", "Content-Type": "application/json"}
+        if authorization:
+            headers["Authorization"] = authorization
+        session = await self._client()
+        try:
+            async with session.post(f"{url}{path}", data=body, headers=headers, timeout=_slow()) as response:
+                return Forwarded(response.status, await response.read(), response.headers.get("Content-Type", "application/json").split(";")[0])
+        except Exception as exc:  # noqa: BLE001 - any transport failure is the same answer
+            raise RoutingError(f"the worker at {url} did not answer ({exc.__class__.__name__}: {exc}); try again") from exc
 
     # -- segment members ----------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """A rules directory, or rule files shipped as texts -> one versioned ``RuleSet``, or every problem.
 
 The only I/O of the rule-file reader: listing the directory and reading its ``*.yaml``/``*.yml``
-files (at most ``MAX_FILE_BYTES`` each). The version is the first 12 hex digits of a SHA-256 over
+files (at most ``MAX_FILE_BYTES`` each; ``*.test.yaml`` rule tests are not rule files). The version is the first 12 hex digits of a SHA-256 over
 the file names and contents, so it is the same wherever the files are loaded from.
 """
 
@@ -17,9 +17,17 @@ from microseg.segments.rulefiles.declarations import declare
 from microseg.segments.rulefiles.rule_file import MAX_FILE_BYTES, RuleFile
 from microseg.segments.ruleset import RuleSet
 
-__all__ = ["RULE_FILE_SUFFIXES", "load_rules", "check_rules", "compile_rule_texts"]
+__all__ = ["RULE_FILE_SUFFIXES", "TEST_FILE_SUFFIXES", "is_rule_file", "load_rules", "check_rules", "compile_rule_texts"]
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
+TEST_FILE_SUFFIXES = (".test.yaml", ".test.yml")
+"""Rule tests kept beside the rules (``microseg rules test``): not rule files, not in the version hash."""
+
+
+def is_rule_file(path: Path) -> bool:
+    """A ``*.yaml``/``*.yml`` file of a rules directory that is not hidden and not a rule test."""
+    name = path.name
+    return path.suffix in RULE_FILE_SUFFIXES and not name.startswith(".") and not name.endswith(TEST_FILE_SUFFIXES) and path.is_file()
 
 
 def load_rules(directory: Path | str) -> RuleSet:
@@ -27,7 +35,7 @@ def load_rules(directory: Path | str) -> RuleSet:
     root = Path(directory)
     if not root.is_dir():
         raise RuleError([Problem(str(root), 0, 0, "rules directory not found")])
-    paths = sorted(p for p in root.iterdir() if p.suffix in RULE_FILE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+    paths = sorted(p for p in root.iterdir() if is_rule_file(p))
     if not paths:
         raise RuleError([Problem(str(root), 0, 0, "no rule files (*.yaml, *.yml) in this directory")])
     problems: list[Problem] = []
