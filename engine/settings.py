@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     input_topic: str = "customer-events"
     changes_topic: str = "segment-changes"
     messages_topic: str = "next-best-messages"
+    holdouts_topic: str = Field("message-holdouts", description="decisions for customers in a control group (same record shape; never on the messages topic)")
     dlq_topic: str = "customer-events-dlq"
     rules_topic: str = "microseg-rules"
     models_topic: str = "microseg-models"
@@ -177,7 +178,7 @@ class Settings(BaseSettings):
     @property
     def topic_names(self) -> tuple[str, ...]:
         """The topics partitioned like the input (rules and models topics excluded: they have one partition)."""
-        return (self.input_topic, self.changes_topic, self.messages_topic, self.dlq_topic, self.changelog_topic)
+        return (self.input_topic, self.changes_topic, self.messages_topic, self.holdouts_topic, self.dlq_topic, self.changelog_topic)
 
     def web_url(self) -> str:
         """Where other workers reach this worker's web endpoints (``advertised_url``, or derived from the bind)."""

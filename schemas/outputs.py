@@ -36,17 +36,30 @@ class SegmentChange(_Record):
 
 
 class NextBestMessage(_Record):
+    """A decision (CONTRACT §9): on ``next-best-messages`` to send, or, with ``holdout`` set, on
+    ``message-holdouts`` for a customer in a control group (same shape; never sent)."""
+
     decision_id: str = Field(description="Deterministic: the same decision replayed gets the same id.")
     customer_id: str | None = Field(description="The customer; null for a record of an anonymous visitor (then anonymous_id).")
     anonymous_id: str | None = Field(default=None, description="Only on records of an anonymous visitor (CONTRACT §8): its anonymous_id.")
     message: str
-    channel: str
-    send_at: str = Field(description="RFC 3339 UTC instant, after quiet hours in the customer's time zone.")
+    channel: str = Field(description="A messaging channel the customer may be messaged on (email, sms, push, in_app, whatsapp unless configured).")
+    send_at: str = Field(
+        description="RFC 3339 UTC instant, never before the processing clock when the decision was made, after quiet hours in the customer's time zone (or at their best hour)."
+    )
+    expires_at: str = Field(
+        description="Do not send after this instant: the first instant the decision could have been sent (its 'at', after quiet hours) + the message's valid_for; send_at <= expires_at."
+    )
     segments: list[str]
     reason: str
     rules_version: str
     at: str = Field(description="Event time of the decision.")
     cause: str
+    variant: str | None = Field(default=None, description="The chosen variant's id (messages with variants), else null.")
+    posterior_version: str | None = Field(default=None, description="The posterior snapshot the variant was chosen from; null for the first variant without one.")
+    holdout: Literal["holdout", "global_holdout"] | None = Field(
+        default=None, description="Only on message-holdouts: the control group (the message's holdout, or the policy's global_holdout)."
+    )
 
 
 class SuppressedDecision(_Record):
@@ -55,7 +68,7 @@ class SuppressedDecision(_Record):
     customer_id: str | None = Field(description="The customer; null for a record of an anonymous visitor (then anonymous_id).")
     anonymous_id: str | None = Field(default=None, description="Only on records of an anonymous visitor (CONTRACT §8): its anonymous_id.")
     message: str
-    reason: Literal["cap", "cooldown", "consent", "quiet", "holdout"]
+    reason: Literal["stale", "consent", "cooldown", "cap", "quiet", "global_holdout", "holdout"]
     at: str
 
 

@@ -21,7 +21,9 @@ __all__ = [
     "DimensionModel",
     "MicrosegmentsModel",
     "MessageModel",
+    "VariantModel",
     "CapsModel",
+    "ChannelCapsModel",
     "QuietHoursModel",
     "ContactPolicyModel",
     "EventDeclarationModel",
@@ -52,10 +54,23 @@ Id = Annotated[StrictStr, Field(pattern=ID_PATTERN, min_length=1, max_length=64)
 Label = Annotated[StrictStr, Field(pattern=LABEL_PATTERN, min_length=1, max_length=64)]
 Expression = Annotated[StrictStr, BeforeValidator(_bool_as_text), Field(min_length=1, description="A rule expression (docs/rule-language.md).")]
 Number = Annotated[float, Field(strict=True)]
+Name = Annotated[StrictStr, Field(pattern=NAME_PATTERN, min_length=1, max_length=64)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Channel = Annotated[StrictStr, Field(pattern=ID_PATTERN, min_length=1, max_length=32)]
+Duration = Annotated[StrictStr, Field(pattern=DURATION_PATTERN, description="<n>d, <n>h or <n>m.")]
+
+
+class VariantModel(BaseModel):
+    """A message variant: an ``id`` and whatever the sending system needs (subject, template...)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: Id
 
 
 class SegmentModel(_Strict):
@@ -89,13 +104,34 @@ class MessageModel(_Strict):
     description: StrictStr = ""
     segments: list[Id] | None = Field(default=None, min_length=1)
     when: Expression | None = None
-    channel: Annotated[StrictStr, Field(pattern=ID_PATTERN, description="'preferred' or a channel name such as email.")]
+    channel: Channel | Annotated[list[Channel], Field(min_length=1, max_length=8)] = Field(
+        description="'preferred' (the most-engaged messaging channel), a messaging channel such as email, or a list tried in order."
+    )
     priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000)]
-    cooldown: Annotated[StrictStr, Field(pattern=DURATION_PATTERN, description="<n>d, <n>h or <n>m.")]
+    cooldown: Duration
     holdout: Annotated[Number, Field(ge=0.0, le=1.0)] = 0.0
+    valid_for: Duration = Field(default="1d", description="How long after its first possible send time a decision may be sent; older ones are suppressed 'stale'.")
+    on_cap: Literal["defer", "suppress"] = Field(
+        default="suppress", description="defer: hold the decision and re-decide when the cap window opens; suppress: drop it (reason 'cap')."
+    )
+    on_quiet: Literal["defer", "suppress"] | None = Field(default=None, description="Overrides contact_policy.quiet_hours.action for this message.")
+    send_at: Literal["now", "best_hour"] = Field(default="now", description="best_hour: the customer's most-engaged local hour within validity.")
+    variants: list[VariantModel] | None = Field(default=None, min_length=1, max_length=16)
+    converts_on: Name | None = Field(default=None, description="The event type that counts as a conversion (default purchase).")
+    attribution: Duration = Field(default="7d", description="A conversion counts within this long after the decision.")
 
 
-class CapsModel(_Strict):
+class ChannelCapsModel(_Strict):
+    per_day: Annotated[StrictInt, Field(ge=0)] | None = None
+    per_week: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
+class CapsModel(BaseModel):
+    """Global caps, and per channel: ``{per_day: 2, per_week: 5, email: {per_week: 2}}``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, ChannelCapsModel] = Field(init=False)  # type: ignore[assignment]
+
     per_day: Annotated[StrictInt, Field(ge=0)] | None = None
     per_week: Annotated[StrictInt, Field(ge=0)] | None = None
 
@@ -108,13 +144,20 @@ class QuietHoursModel(_Strict):
     )
 
 
+ConsentMode = Literal["opt_in", "opt_out"]
+
+
 class ContactPolicyModel(_Strict):
     caps: CapsModel | None = None
     quiet_hours: QuietHoursModel | None = None
     default_timezone: StrictStr | None = None
-
-
-Name = Annotated[StrictStr, Field(pattern=NAME_PATTERN, min_length=1, max_length=64)]
+    consent: ConsentMode | dict[Channel, ConsentMode] = Field(
+        default="opt_in", description="opt_in: a channel needs a grant; opt_out: allowed until revoked or unsubscribed; or per channel."
+    )
+    channels: list[Channel] | None = Field(
+        default=None, min_length=1, max_length=16, description="The messaging channels (default email, sms, push, in_app, whatsapp)."
+    )
+    global_holdout: Annotated[Number, Field(ge=0.0, le=1.0)] = Field(default=0.0, description="A stable share of customers kept out of every message.")
 
 
 class EventDeclarationModel(_Strict):

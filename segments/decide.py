@@ -1,89 +1,95 @@
 """Next-best-message: the right message, on the right channel, at the right time — or a reason not to.
 
-Eligible messages are tried by priority (then id). Gates, in order: holdout (the customer is in
-the message's deliberate control group: nothing is sent, no substitute), consent and cooldown
-(skip to the next message), caps (nothing more may be sent), quiet hours (``send_at`` moves to
-their end in the customer's time zone, or the decision is dropped when the policy says
-``suppress``). Every skip is reported with its reason so it can be counted and explained.
+Eligible messages are tried by priority (then id). Gates, in order, each with its suppression
+reason (counted in metrics, shown by explain):
+
+1. ``stale`` — the decision could not be sent before it expires: ``expires_at`` is the first
+   instant it could have been sent (its time, after quiet hours when they defer) + ``valid_for``,
+   and the earliest send is the later of its time and the processing clock ``now``. So history,
+   backfills and restarts never produce sends for the past. Try the next message.
+2. ``consent`` — no channel of the message (``preferred``: every messaging channel by engagement)
+   may be used under the policy's consent mode. Try the next message.
+3. ``cooldown`` — the same message was sent less than ``cooldown`` ago. Try the next message.
+4. ``cap`` — the global caps, or the caps of every permitted channel, are full: nothing more is
+   sent now.
+5. ``quiet`` — the send time falls in quiet hours and the message (``on_quiet``) or the policy
+   says ``suppress``; ``defer`` moves ``send_at`` to their end. Nothing more is sent.
+6. ``global_holdout``, ``holdout`` — the customer is in the policy's global control group or the
+   message's: the decision is complete (channel, ``send_at``, variant) but goes to the holdout
+   records (topic ``message-holdouts``), never to ``next-best-messages``; no substitute.
+
+A decision held back by consent, cooldown or (with ``on_cap: defer``) a cap stays *pending* until
+it expires: it is re-decided at the instant its cooldown ends or its cap window opens (a wake-up,
+``pending_wake``) and at every evaluation of the customer (so a consent granted later releases
+it), only for the pending messages, with the same deterministic ids in the worker and in replay.
+
+Pure: ``now`` (the processing clock: the wall clock in the worker, ``--now`` in replay) is passed
+in. Every decision has ``send_at`` ≥ max(its ``at``, ``now``) and ``expires_at`` ≥ ``send_at``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import lru_cache
-from hashlib import blake2b
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from microseg.segments.bandit import EMPTY_SNAPSHOT, choose_variant, snapshot_at
 from microseg.segments.changes import stable_id
-from microseg.segments.ruleset import ContactPolicy, Message, RuleSet
+from microseg.segments.messages.caps import WEEK, Send, blocked_until
+from microseg.segments.messages.channels import FALLBACK_CHANNEL, permitted, preferred_order
+from microseg.segments.messages.holdouts import in_global_holdout, in_holdout
+from microseg.segments.messages.timing import best_hour_at, quiet_until
+from microseg.segments.ruleset import Message, RuleSet
 from microseg.segments.view import iso
 
-__all__ = ["Decision", "decide", "in_holdout", "quiet_until", "FALLBACK_CHANNEL"]
+__all__ = ["Decision", "decide", "in_holdout", "in_global_holdout", "quiet_until", "pending_wake", "FALLBACK_CHANNEL", "REASONS"]
 
-FALLBACK_CHANNEL = "email"
-_DAY = 86_400.0
-_WEEK = 7 * _DAY
+REASONS = ("stale", "consent", "cooldown", "cap", "quiet", "global_holdout", "holdout")
+"""Every suppression reason, in gate order."""
 
 
 @dataclass(slots=True, init=False)
 class Decision:
-    """What ``decide`` concluded: at most one message to send, and the ones held back."""
+    """What ``decide`` concluded: at most one message to send (or one holdout record), the ones held
+    back, the contact history after it and the pending decisions (message id -> ``[expires_at,
+    due]``, ``due`` the instant to re-decide, 0 when only an event can release it)."""
 
     message: dict[str, Any] | None
+    holdout: dict[str, Any] | None
     suppressed: tuple[dict[str, Any], ...]
-    sends: tuple[tuple[float, str], ...]
+    sends: tuple[tuple[float, str, str], ...]
     last_sent: Mapping[str, float]
+    pending: dict[str, list[float]]
 
     def __init__(
         self,
         message: dict[str, Any] | None = None,
         suppressed: tuple[dict[str, Any], ...] = (),
-        sends: tuple[tuple[float, str], ...] = (),
+        sends: tuple[tuple[float, str, str], ...] = (),
         last_sent: Mapping[str, float] | None = None,
+        holdout: dict[str, Any] | None = None,
+        pending: dict[str, list[float]] | None = None,
     ) -> None:
         """Written out rather than generated: a compiled ``__init__`` is several times faster."""
         self.message = message
+        self.holdout = holdout
         self.suppressed = suppressed
         self.sends = sends
         self.last_sent = {} if last_sent is None else last_sent
+        self.pending = {} if pending is None else pending
 
 
-def in_holdout(customer_id: str, message: Message) -> bool:
-    """Stable per customer and message, so the control group does not churn between events."""
-    if message.holdout <= 0:
-        return False
-    digest = blake2b(f"{customer_id}\x1f{message.id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < message.holdout
+def pending_wake(pending: Mapping[str, list[float]]) -> float | None:
+    """The earliest instant a pending decision is due for a re-decision (None: none is timed)."""
+    best = math.inf
+    for _, due in pending.values():
+        if 0 < due < best:
+            best = due
+    return None if best == math.inf else best
 
 
-@lru_cache(maxsize=512)
-def _zone(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (ValueError, KeyError, OSError):
-        return None
-
-
-def quiet_until(policy: ContactPolicy, t: float, timezone: str | None) -> float | None:
-    """End of the quiet period containing ``t`` (epoch seconds), or None if ``t`` is not quiet."""
-    start, end = policy.quiet_start_min, policy.quiet_end_min
-    if start is None or end is None or start == end:
-        return None
-    zone = _zone(timezone or policy.default_timezone) or _zone("UTC")
-    local = datetime.fromtimestamp(t, zone)
-    minute = local.hour * 60 + local.minute
-    quiet = start <= minute < end if start < end else minute >= start or minute < end
-    if not quiet:
-        return None
-    day = local.date() if minute < end else local.date() + timedelta(days=1)
-    naive = datetime(day.year, day.month, day.day, end // 60, end % 60)
-    return naive.replace(tzinfo=zone).timestamp()
-
-
-def _eligible(ruleset: RuleSet, segments: tuple[str, ...], ctx: Mapping[str, Any]) -> list[tuple[Message, list[str]]]:
+def _eligible(ruleset: RuleSet, segments: tuple[str, ...], ctx: Any) -> list[tuple[Message, list[str]]]:
     current = set(segments)
     found = []
     for message in ruleset.messages:
@@ -98,6 +104,21 @@ def _suppressed(customer_id: str, message: Message, reason: str, at: str) -> dic
     return {"customer_id": customer_id, "message": message.id, "reason": reason, "at": at}
 
 
+def _variant(message: Message, posterior: Any, t: float, seed_key: str) -> tuple[str | None, str | None]:
+    """The variant to send and the version of the posterior snapshot it was chosen from: Thompson
+    sampling (``segments.bandit``) on the snapshot in force at event time ``t`` of the host's
+    posterior (``Core.posterior``), the uniform prior (``EMPTY_SNAPSHOT``) without one."""
+    if not message.variants:
+        return None, None
+    snapshot = snapshot_at(posterior, t) or EMPTY_SNAPSHOT
+    return choose_variant(snapshot, message.id, message.variants, seed_key), snapshot.version
+
+
+def _sends(sends: list[list[Any]], t: float) -> tuple[Send, ...]:
+    """Sends of the last 7 days before ``t`` (or later), as ``(send_at, message, channel)``."""
+    return tuple((float(s[0]), str(s[1]), str(s[2]) if len(s) > 2 else "") for s in sends if s[0] > t - WEEK)
+
+
 def decide(
     ruleset: RuleSet,
     ctx: Any,
@@ -108,59 +129,112 @@ def decide(
     last_sent: Mapping[str, float],
     t: float,
     cause: str,
+    now: float | None = None,
+    pending: Mapping[str, list[float]] | None = None,
+    only_pending: bool = False,
+    posterior: Any = None,
 ) -> Decision:
-    """Pick at most one message for a customer at instant ``t``; pure, history passed in and out."""
+    """Pick at most one message for a customer at instant ``t`` (epoch seconds); pure, history
+    passed in and out. ``now``: the processing clock (None or not finite: ``t``). ``pending``: the
+    decisions held before; ``only_pending``: re-decide those only (a wake-up or an event that
+    changed no membership)."""
+    clock = t if now is None or not math.isfinite(now) or now < t else now
+    recent = _sends(sends, t)
+    before = {} if pending is None else pending
     candidates = _eligible(ruleset, segments, ctx)
-    recent = tuple((float(s), str(m)) for s, m in sends if s > t - _WEEK)
+    if only_pending:
+        candidates = [pair for pair in candidates if pair[0].id in before]
+    kept: dict[str, list[float]] = {m.id: before[m.id] for m, _ in candidates if m.id in before and before[m.id][0] >= clock}
     if not candidates:
-        return Decision(sends=recent, last_sent=dict(last_sent))
+        return Decision(sends=recent, last_sent=last_sent, pending=kept)
     policy = ruleset.policy
+    dna = ctx.dna
+    timezone = dna.timezone
     at = iso(t)
     held: list[dict[str, Any]] = []
     for message, matched in candidates:
-        if in_holdout(customer_id, message):
-            held.append(_suppressed(customer_id, message, "holdout", at))
-            break
-        channel = message.channel
-        if channel == "preferred":
-            channel = ctx["preferred_channel"] or FALLBACK_CHANNEL
-        if not ctx.consented(channel):
+        mid = message.id
+        kept.pop(mid, None)
+        on_quiet = message.on_quiet or policy.quiet_action
+        if only_pending:
+            expires = before[mid][0]
+        elif clock - t > message.valid_for_s + 86_400.0:  # stale whatever the quiet hours: skip the time zone work
+            held.append(_suppressed(customer_id, message, "stale", at))
+            continue
+        else:
+            first = quiet_until(policy, t, timezone) if on_quiet == "defer" else None
+            expires = (t if first is None else first) + message.valid_for_s
+        s = clock
+        if s > expires:
+            held.append(_suppressed(customer_id, message, "stale", at))
+            continue
+        order = preferred_order(policy, dna) if message.channel_order == ("preferred",) else message.channel_order
+        allowed = [c for c in order if permitted(policy, dna, c)]
+        if not allowed:
             held.append(_suppressed(customer_id, message, "consent", at))
+            kept[mid] = [expires, 0.0]
             continue
-        previous = last_sent.get(message.id)
-        if previous is not None and t < previous + message.cooldown_s:
+        previous = last_sent.get(mid)
+        if previous is not None and s < previous + message.cooldown_s:
             held.append(_suppressed(customer_id, message, "cooldown", at))
+            due = previous + message.cooldown_s
+            if due <= expires:
+                kept[mid] = [expires, due]
             continue
-        day_count = sum(1 for s, _ in recent if s > t - _DAY)
-        if (policy.per_day is not None and day_count >= policy.per_day) or (
-            policy.per_week is not None and len(recent) >= policy.per_week
-        ):
+        channel = ""
+        opens = math.inf
+        for name in allowed:
+            until = blocked_until(policy, recent, s, name)
+            if until is None:
+                channel = name
+                break
+            opens = min(opens, until)
+        if not channel:
             held.append(_suppressed(customer_id, message, "cap", at))
+            if message.on_cap == "defer" and opens <= expires:
+                kept[mid] = [expires, opens]
             break
-        send_t = t
-        end = quiet_until(policy, t, ctx.dna.timezone)
+        end = quiet_until(policy, s, timezone)
         if end is not None:
-            if policy.quiet_action == "suppress":
+            if on_quiet == "suppress":
                 held.append(_suppressed(customer_id, message, "quiet", at))
                 break
-            send_t = end
+            s = end
+            if s > expires:
+                held.append(_suppressed(customer_id, message, "stale", at))
+                continue
+        if message.send_at == "best_hour":
+            best = best_hour_at(getattr(dna, "engaged_hours", None), s, expires, policy, timezone)
+            if best is not None:
+                s = best
+        decision_id = stable_id(customer_id, mid, at, cause)
+        variant, posterior_version = _variant(message, posterior, t, decision_id)
         because = f"in {', '.join(matched)}" if matched else f"when: {message.when.source if message.when else ''}"
         record = {
-            "decision_id": stable_id(customer_id, message.id, at, cause),
+            "decision_id": decision_id,
             "customer_id": customer_id,
-            "message": message.id,
+            "message": mid,
             "channel": channel,
-            "send_at": iso(send_t),
+            "send_at": iso(s),
+            "expires_at": iso(expires),
             "segments": matched,
-            "reason": f"{because}; priority {message.priority}",
+            "reason": f"{because}; priority {message.priority}" + ("; held until now" if only_pending else ""),
             "rules_version": ruleset.version,
             "at": at,
             "cause": cause,
+            "variant": variant,
+            "posterior_version": posterior_version,
         }
+        group = "global_holdout" if in_global_holdout(customer_id, policy.global_holdout) else "holdout" if in_holdout(customer_id, message) else ""
+        if group:
+            held.append(_suppressed(customer_id, message, group, at))
+            record["holdout"] = group
+            return Decision(suppressed=tuple(held), sends=recent, last_sent={**last_sent, mid: s}, holdout=record, pending=kept)
         return Decision(
             message=record,
             suppressed=tuple(held),
-            sends=recent + ((send_t, message.id),),
-            last_sent={**last_sent, message.id: send_t},
+            sends=recent + ((s, mid, channel),),
+            last_sent={**last_sent, mid: s},
+            pending=kept,
         )
-    return Decision(suppressed=tuple(held), sends=recent, last_sent=dict(last_sent))
+    return Decision(suppressed=tuple(held), sends=recent, last_sent=last_sent, pending=kept)

@@ -13,7 +13,8 @@ so a behaviour exists once:
 3. **encode** (when the host stores bytes) each stepped customer's state once per batch; a customer
    whose state cannot be encoded is stepped again without the record that made it so, and that
    record is a dead letter — so one record can never stop a partition;
-4. **collect** segment changes, next-best-messages and held-back decisions in input order.
+4. **collect** segment changes, next-best-messages, holdout decisions (``message-holdouts``) and
+   held-back decisions in input order.
 
 ``advance`` does the same for "let time run on to ``until``" (wake-ups, ``cause: tick``) and for a
 rule change (``until=None``: re-evaluate under the new rules, ``cause: rules:<version>``).
@@ -117,6 +118,8 @@ class Batch:
     def __init__(self) -> None:
         self.changes: list[dict[str, Any]] = []
         self.messages: list[dict[str, Any]] = []
+        self.holdouts: list[dict[str, Any]] = []
+        """Decisions for customers in a control group: the ``message-holdouts`` topic, never ``next-best-messages``."""
         self.suppressed: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
         self.source_ms: list[int] = []
@@ -143,13 +146,15 @@ class Batch:
         """Per partition, profile keys whose state is gone (an anonymous visitor merged into its customer)."""
 
     def __len__(self) -> int:
-        """Records to deliver (changes, messages and dead letters)."""
-        return len(self.changes) + len(self.messages) + len(self.dead_letters)
+        """Records to deliver (changes, messages, holdout decisions and dead letters)."""
+        return len(self.changes) + len(self.messages) + len(self.holdouts) + len(self.dead_letters)
 
     def _add(self, partition: int, result: StepResult) -> None:
         self.changes += result.changes
         self.messages += result.messages
         self.suppressed += result.suppressed
+        if result.holdouts:
+            self.holdouts += result.holdouts
         if result.changes:
             delta = self.moves.get(partition)
             if delta is None:
@@ -163,6 +168,7 @@ class Batch:
         """Append ``other`` (a later batch): its records after these, its states over these."""
         self.changes += other.changes
         self.messages += other.messages
+        self.holdouts += other.holdouts
         self.suppressed += other.suppressed
         self.dead_letters += other.dead_letters
         self.source_ms += other.source_ms
@@ -247,9 +253,9 @@ class Pipeline:
     # -- step -----------------------------------------------------------------------------
 
     def _step(
-        self, partition: int, items: list[tuple[InputRecord, Event]], loaded: dict[str, CustomerState], skip: dict[int, str]
+        self, partition: int, items: list[tuple[InputRecord, Event]], loaded: dict[str, CustomerState], skip: dict[int, str], now: float | None = None
     ) -> tuple[Batch, dict[str, CustomerState]]:
-        """Step the records of one partition in order, except the indexes in ``skip``."""
+        """Step the records of one partition in order, except the indexes in ``skip``; ``now``: the processing clock."""
         out = Batch()
         states: dict[str, CustomerState] = {}
         types: dict[str, int] = {}
@@ -278,7 +284,7 @@ class Pipeline:
             kind = event.type
             types[kind] = types.get(kind, 0) + 1
             try:
-                result = core.on_event(state, event, offset=record.offset if kafka else -1)
+                result = core.on_event(state, event, offset=record.offset if kafka else -1, now=now)
             except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
                 self._reject(out, f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}", record)
                 continue
@@ -303,7 +309,7 @@ class Pipeline:
                 anonymize(result, customer_id[1:])
             if result.dropped_values:
                 out.dropped_values += result.dropped_values
-            if result.changes or result.messages or result.suppressed:
+            if result.changes or result.messages or result.suppressed or result.holdouts:
                 out._add(partition, result)
                 if result.changes:
                     out.source_t.append(event.t)
@@ -373,7 +379,7 @@ class Pipeline:
         return encoded, failed
 
     def _culprits(
-        self, customer_id: str, items: list[tuple[InputRecord, Event]], loaded: dict[str, CustomerState], skip: dict[int, str]
+        self, customer_id: str, items: list[tuple[InputRecord, Event]], loaded: dict[str, CustomerState], skip: dict[int, str], now: float | None = None
     ) -> list[int]:
         """The records of one customer after which its state no longer encodes."""
         encode = self.encode
@@ -384,7 +390,7 @@ class Pipeline:
             if index in skip or event.customer_id != customer_id:
                 continue
             try:
-                result = self.core.on_event(state, event, offset=record.offset if self.kafka else -1)
+                result = self.core.on_event(state, event, offset=record.offset if self.kafka else -1, now=now)
             except Exception:  # noqa: BLE001 - dead-lettered by the step itself
                 continue
             try:
@@ -399,7 +405,8 @@ class Pipeline:
     def process(self, records: Sequence[InputRecord], now: float, load: StateLoader) -> Batch:
         """Every record of a batch, partition by partition, each partition in offset order.
 
-        ``now``: the processing clock (epoch seconds) for the future-time check.
+        ``now``: the processing clock (epoch seconds) for the future-time check and for decisions
+        (no send before it, ``stale`` after a message's validity; not finite: each event's own time).
         """
         out = Batch()
         for partition, items in self._decode(records, now, out).items():
@@ -409,7 +416,7 @@ class Pipeline:
             loaded = load(partition, wanted)
             skip: dict[int, str] = {}
             while True:
-                stepped, states = self._step(partition, items, loaded, skip)
+                stepped, states = self._step(partition, items, loaded, skip, now)
                 if self.encode is None:
                     encoded: dict[str, bytes] = {}
                     break
@@ -417,7 +424,7 @@ class Pipeline:
                 if not failed:
                     break
                 for customer_id, error in failed.items():
-                    culprits = self._culprits(customer_id, items, loaded, skip)
+                    culprits = self._culprits(customer_id, items, loaded, skip, now)
                     if not culprits:  # the stored state itself no longer encodes: drop its records
                         culprits = [i for i, (_, e) in enumerate(items) if e.customer_id == customer_id and i not in skip]
                     for index in culprits:
@@ -448,8 +455,9 @@ class Pipeline:
 
     # -- time -----------------------------------------------------------------------------
 
-    def advance(self, partition: int, customer_ids: Sequence[str], until: float | None, load: StateLoader) -> Batch:
-        """Let time run on to ``until`` (epoch seconds) for these customers, in the order given.
+    def advance(self, partition: int, customer_ids: Sequence[str], until: float | None, load: StateLoader, now: float | None = None) -> Batch:
+        """Let time run on to ``until`` (epoch seconds) for these customers, in the order given;
+        ``now``: the processing clock for decisions (default ``until``).
 
         ``until=None``: re-evaluate customers last evaluated under other rules or another model at
         their own last evaluation (``cause: rules:<version>`` or ``model:<version>``). Customers
@@ -467,7 +475,7 @@ class Pipeline:
             if state.rules_version == version and (until is None or state.wake is None or state.wake > until):
                 continue
             try:
-                result = core.advance(customer_id, state, state.evaluated_at if until is None else until)
+                result = core.advance(customer_id, state, state.evaluated_at if until is None else until, now=until if now is None else now)
             except Exception as exc:  # noqa: BLE001 - one customer must not stop the others' wake-ups
                 out.stuck[customer_id] = f"{type(exc).__name__}: {exc}"
                 continue
@@ -487,6 +495,7 @@ class Pipeline:
             stuck = out.stuck
             out.changes = [r for r in out.changes if r["customer_id"] not in stuck]
             out.messages = [r for r in out.messages if r["customer_id"] not in stuck]
+            out.holdouts = [r for r in out.holdouts if r["customer_id"] not in stuck]
             out.suppressed = [r for r in out.suppressed if r["customer_id"] not in stuck]
         out.states[partition] = states
         out.encoded[partition] = encoded

@@ -23,6 +23,7 @@ __all__ = [
     "CategoryDimension",
     "Dimension",
     "Message",
+    "MESSAGING_CHANNELS",
     "ContactPolicy",
     "RuleSet",
 ]
@@ -118,11 +119,40 @@ class Message:
     holdout: float
     description: str
     origin: Origin
+    channels: tuple[str, ...] = ()
+    """The channels to try, in order (``channel: [push, email]``); empty: ``(channel,)``.
+    ``preferred`` is the customer's most-engaged messaging channel (``segments.messages.channels``)."""
+    valid_for_s: int = 86_400
+    """How long after its first possible send time a decision may still be sent (seconds)."""
+    on_cap: str = "suppress"
+    """``defer``: hold the decision and re-decide when the cap window opens; ``suppress``: drop it."""
+    on_quiet: str | None = None
+    """``defer`` | ``suppress``: overrides the policy's quiet-hours action for this message."""
+    send_at: str = "now"
+    """``now`` or ``best_hour`` (the customer's most-engaged local hour, within validity)."""
+    variants: tuple[str, ...] = ()
+    """The ids of ``variants: [{id: a, ...}]``: one is chosen per decision (``segments.bandit``);
+    the other keys of a variant are for the sending system, which reads them from the rule file."""
+    converts_on: str = "purchase"
+    """The event type that counts as a conversion for uplift (``microseg report uplift``)."""
+    attribution_s: int = 7 * 86_400
+    """A conversion counts within this long after the decision's ``at`` (seconds)."""
+
+    @property
+    def channel_order(self) -> tuple[str, ...]:
+        return self.channels or (self.channel,)
+
+
+MESSAGING_CHANNELS: tuple[str, ...] = ("email", "sms", "push", "in_app", "whatsapp")
+"""The channels a message can go to unless the contact policy lists others (``channels:``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ContactPolicy:
-    """Caps over rolling 24 h / 7 d, and quiet hours as minutes after local midnight."""
+    """Caps over rolling 24 h / 7 d (global, and per channel in ``channel_caps`` as
+    ``(channel, per_day, per_week)``), quiet hours as minutes after local midnight, consent mode
+    (``opt_in``: a channel needs a grant; ``opt_out``: allowed until revoked or unsubscribed),
+    per channel in ``consent_by_channel``, the messaging channels, and the ``global_holdout`` share."""
 
     per_day: int | None = None
     per_week: int | None = None
@@ -131,6 +161,23 @@ class ContactPolicy:
     default_timezone: str = "UTC"
     quiet_action: str = "defer"
     """``defer``: send when quiet hours end; ``suppress``: drop the decision (reason ``quiet``)."""
+    channel_caps: tuple[tuple[str, int | None, int | None], ...] = ()
+    consent: str = "opt_in"
+    consent_by_channel: tuple[tuple[str, str], ...] = ()
+    channels: tuple[str, ...] = MESSAGING_CHANNELS
+    global_holdout: float = 0.0
+
+    def consent_mode(self, channel: str) -> str:
+        for name, mode in self.consent_by_channel:
+            if name == channel:
+                return mode
+        return self.consent
+
+    def channel_cap(self, channel: str) -> tuple[int | None, int | None]:
+        for name, per_day, per_week in self.channel_caps:
+            if name == channel:
+                return per_day, per_week
+        return None, None
 
 
 @dataclass(frozen=True, slots=True)

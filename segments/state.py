@@ -6,7 +6,7 @@ diffs against exactly what it emitted before. ``encode``/``decode`` give the com
 that goes to RocksDB and the changelog (positional, versioned; typically 0.3-1 KiB).
 
 The form is ``[FORMAT, dna, segments, code, rules_version, evaluated_at, wake, sends, last_sent,
-offset, erased, held]`` with ``dna`` the values of ``DNA_LAYOUT`` in that order (windows and
+offset, erased, held, pending]`` with ``dna`` the values of ``DNA_LAYOUT`` in that order (windows and
 recent event ids packed, below). A state of an older format is upgraded one version at a time
 by ``MIGRATIONS`` before it is read; a newer one is refused (``StateFormatError``). To change the
 layout: bump ``FORMAT``, add ``MIGRATIONS[old]`` turning an old raw list into the new one, and
@@ -15,7 +15,10 @@ keep ``tests/fixtures/state_v1`` decoding (``tests/segments/test_state_format.py
 Formats: 1, the first; 2 (``MIGRATIONS[1]``) adds the instant of each "last" value (last
 channel, timezone, declared preferred channel, attributes) and keeps consent as signed instants,
 so those values are the newest by event time (docs/dna.md); 3 (``MIGRATIONS[2]``) adds the
-computed traits' states (``traits``, docs/traits.md).
+computed traits' states (``traits``, docs/traits.md). ``pending`` (the decisions held for a
+re-decision, ``segments.decide``) was appended to format 3 as an optional last element: a state
+without it reads as nothing pending, and an older microseg reading a state with it ignores it, so
+no new format (and a rollback keeps working).
 """
 
 from __future__ import annotations
@@ -139,7 +142,8 @@ class CustomerState:
     """Everything kept per customer. ``erased`` marks a forgotten customer: nothing about them is
     kept but this mark, so later events (already in flight, or replayed) cannot bring them back and
     no message reaches them again. ``held`` is the last few decisions held back, as
-    ``[t, message, reason]``: what explain shows."""
+    ``[t, message, reason]``: what explain shows. ``pending``: decisions held back that are
+    re-decided later, message id -> ``[expires_at, due]`` (``segments.decide``)."""
 
     dna: Dna
     segments: tuple[str, ...]
@@ -152,6 +156,7 @@ class CustomerState:
     offset: int
     erased: bool
     held: list[list[float | str]]
+    pending: dict[str, list[float]]
 
     def __init__(
         self,
@@ -166,6 +171,7 @@ class CustomerState:
         offset: int = -1,
         erased: bool = False,
         held: list[list[float | str]] | None = None,
+        pending: dict[str, list[float]] | None = None,
     ) -> None:
         """Written out rather than generated: a compiled ``__init__`` is several times faster."""
         self.dna = dna
@@ -179,6 +185,7 @@ class CustomerState:
         self.offset = offset
         self.erased = erased
         self.held = [] if held is None else held
+        self.pending = {} if pending is None else pending
 
 
 _WINDOWS: Final = DNA_LAYOUT.index("windows")
@@ -257,6 +264,7 @@ def encode(state: CustomerState) -> bytes:
             state.offset,
             state.erased,
             state.held,
+            state.pending,
         ],
         use_bin_type=True,
     )
@@ -317,4 +325,5 @@ def _read(raw: list[Any]) -> CustomerState:
         dna = Dna(**dict(zip(DNA_LAYOUT, dna_values)))
     erased = bool(rest and rest[0])
     held = rest[1] if len(rest) > 1 else []
-    return CustomerState(dna, tuple(segments), code, version, evaluated_at, wake, sends, last_sent, offset, erased, held)
+    pending = rest[2] if len(rest) > 2 else {}
+    return CustomerState(dna, tuple(segments), code, version, evaluated_at, wake, sends, last_sent, offset, erased, held, pending)

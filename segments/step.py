@@ -15,7 +15,7 @@ from typing import Any
 
 from microseg.schemas.events import Event
 from microseg.segments.changes import diff
-from microseg.segments.decide import decide
+from microseg.segments.decide import decide, pending_wake
 from microseg.segments.builtin_fields import BUILTINS
 from microseg.segments.dna import Dna, fold, fold_traits, is_duplicate, touched
 from microseg.segments.evaluate import dimension_reads, dna_code, evaluate_segments, expr_reads, ReaderIndex
@@ -42,6 +42,7 @@ class StepResult:
     changes: list[dict[str, Any]]
     messages: list[dict[str, Any]]
     suppressed: list[dict[str, Any]]
+    holdouts: list[dict[str, Any]]
     duplicate: bool
     ignored: bool
     dropped_values: int
@@ -59,6 +60,7 @@ class StepResult:
         self.changes = [] if changes is None else changes
         self.messages = [] if messages is None else messages
         self.suppressed = [] if suppressed is None else suppressed
+        self.holdouts: list[dict[str, Any]] = []
         self.duplicate = duplicate
         self.ignored = ignored
         self.dropped_values = 0
@@ -67,6 +69,7 @@ class StepResult:
         self.changes += other.changes
         self.messages += other.messages
         self.suppressed += other.suppressed
+        self.holdouts += other.holdouts
         self.state = other.state
 
 
@@ -75,7 +78,7 @@ class Core:
 
     __slots__ = (
         "ruleset", "model", "version", "registry", "dependence", "incremental", "_segment_readers", "_dimension_readers", "_compute",
-        "_traits_by_type", "_trait_ids",
+        "_traits_by_type", "_trait_ids", "posterior",
     )
 
     def __init__(self, ruleset: RuleSet, model: PredictiveModel | None = None, *, incremental: bool = True) -> None:
@@ -97,16 +100,21 @@ class Core:
         self.incremental = incremental
         self._segment_readers = ReaderIndex(tuple(expr_reads(s.when) for s in ruleset.segments))
         self._dimension_readers = ReaderIndex(tuple(dimension_reads(d) for d in ruleset.dimensions))
+        self.posterior: Any = None
+        """The message variants' posterior (``segments.bandit``: a ``PosteriorHistory`` or one
+        ``PosteriorSnapshot``) the host keeps current; None: the uniform prior."""
 
     def view(self, dna: Dna, now: float) -> DnaView:
         return DnaView(dna, now, self.model, self._compute)
 
     def _evaluate(
-        self, customer_id: str, state: CustomerState, dna: Dna, t: float, cause: str, dirty: frozenset[str] | None = None
+        self, customer_id: str, state: CustomerState, dna: Dna, t: float, cause: str, dirty: frozenset[str] | None = None, now: float | None = None
     ) -> StepResult:
-        """Evaluate at ``t``; ``dirty`` limits the work to rules reading those DNA names."""
+        """Evaluate at ``t``; ``dirty`` limits the work to rules reading those DNA names; ``now``:
+        the processing clock for decisions (``segments.decide``)."""
         ruleset = self.ruleset
-        if dirty is not None and not self._segment_readers.stale(dirty) and not self._dimension_readers.stale(dirty):
+        pending = state.pending
+        if dirty is not None and not pending and not self._segment_readers.stale(dirty) and not self._dimension_readers.stale(dirty):
             wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
             new = CustomerState(dna, state.segments, state.code, self.version, t, wake, state.sends, state.last_sent, state.offset, held=state.held)
             return StepResult(new)
@@ -120,37 +128,49 @@ class Core:
         sends, last_sent, held = state.sends, state.last_sent, state.held
         messages: list[dict[str, Any]] = []
         suppressed: list[dict[str, Any]] = []
-        if changes and ruleset.messages:
+        holdouts: list[dict[str, Any]] = []
+        if (changes or pending) and ruleset.messages:
             decision = decide(
-                ruleset, ctx, customer_id=customer_id, segments=segments, sends=sends, last_sent=last_sent, t=t, cause=cause
+                ruleset, ctx, customer_id=customer_id, segments=segments, sends=sends, last_sent=last_sent, t=t, cause=cause,
+                now=now, pending=pending, only_pending=not changes, posterior=self.posterior,
             )
             if decision.message is not None:
                 messages.append(decision.message)
+            if decision.holdout is not None:
+                holdouts.append(decision.holdout)
             suppressed = list(decision.suppressed)
             sends = [list(s) for s in decision.sends]
             last_sent = dict(decision.last_sent)
+            pending = decision.pending
             if suppressed:
                 held = (held + [[t, h["message"], h["reason"]] for h in suppressed])[-HELD_KEPT:]
         wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
-        new = CustomerState(dna, segments, code, self.version, t, wake, sends, last_sent, state.offset, held=held)
-        return StepResult(new, changes, messages, suppressed)
+        if pending:
+            due = pending_wake(pending)
+            if due is not None and (wake is None or due < wake):
+                wake = due
+        new = CustomerState(dna, segments, code, self.version, t, wake, sends, last_sent, state.offset, held=held, pending=pending)
+        result = StepResult(new, changes, messages, suppressed)
+        result.holdouts = holdouts
+        return result
 
-    def _sync_rules(self, customer_id: str, state: CustomerState, t: float) -> StepResult:
+    def _sync_rules(self, customer_id: str, state: CustomerState, t: float, now: float | None = None) -> StepResult:
         """Re-evaluate under a new rule set (cause ``rules:<version>``) or, same rules, a new
         predictive model (cause ``model:<version>``, ``model:none`` without one)."""
         if state.rules_version.partition("+")[0] != self.ruleset.version:
             cause = f"rules:{self.ruleset.version}"
         else:
             cause = f"model:{self.model.version if self.model is not None else 'none'}"
-        return self._evaluate(customer_id, state, state.dna, max(t, state.evaluated_at), cause)
+        return self._evaluate(customer_id, state, state.dna, max(t, state.evaluated_at), cause, now=now)
 
-    def advance(self, customer_id: str, state: CustomerState, until: float, *, inclusive: bool = True) -> StepResult:
-        """Fire every wake-up up to ``until`` (or strictly before it) at its own instant."""
+    def advance(self, customer_id: str, state: CustomerState, until: float, *, inclusive: bool = True, now: float | None = None) -> StepResult:
+        """Fire every wake-up up to ``until`` (or strictly before it) at its own instant; ``now``:
+        the processing clock for decisions."""
         result = StepResult(state)
         if state.erased:
             return result
         if state.rules_version != self.version:
-            result.extend(self._sync_rules(customer_id, state, min(until, state.evaluated_at)))
+            result.extend(self._sync_rules(customer_id, state, min(until, state.evaluated_at), now))
         for _ in range(MAX_WAKES_PER_ADVANCE):
             current = result.state
             wake = current.wake
@@ -161,11 +181,12 @@ class Core:
                 if self.incremental and current.rules_version == self.version
                 else None
             )
-            result.extend(self._evaluate(customer_id, current, current.dna, wake, "tick", dirty or None))
+            result.extend(self._evaluate(customer_id, current, current.dna, wake, "tick", dirty or None, now))
         return result
 
-    def on_event(self, state: CustomerState | None, event: Event, *, offset: int = -1) -> StepResult:
-        """Apply one validated event to a customer's state (None for a new customer)."""
+    def on_event(self, state: CustomerState | None, event: Event, *, offset: int = -1, now: float | None = None) -> StepResult:
+        """Apply one validated event to a customer's state (None for a new customer); ``now``: the
+        processing clock (epoch seconds) for decisions, None for the event's own time."""
         if state is not None and state.erased:
             return StepResult(state, ignored=True)
         if state is not None and (
@@ -182,7 +203,7 @@ class Core:
             previous = state
             dna = fold(state.dna, event)
         else:
-            result = self.advance(customer_id, state, event.t, inclusive=False)
+            result = self.advance(customer_id, state, event.t, inclusive=False, now=now)
             previous = result.state
             dna = fold(previous.dna, event)
         if event.type == "erasure_requested":
@@ -203,7 +224,7 @@ class Core:
             dirty = touched(previous.dna, event, previous.evaluated_at, self.registry)
             if "*" in dirty:
                 dirty = None
-        result.extend(self._evaluate(customer_id, previous, dna, t, event.event_id, dirty))
+        result.extend(self._evaluate(customer_id, previous, dna, t, event.event_id, dirty, now))
         result.state.offset = max(offset, previous.offset)
         result.dropped_values = dropped
         return result

@@ -70,8 +70,9 @@ def load_rules_text(text: str, name: str = "rules.yaml") -> RuleSet:
 class Journey:
     """Customers stepped through the record pipeline, with every emitted record kept for assertions.
 
-    ``now`` is the processing clock (epoch seconds) for the future-time check; by default there
-    is none, so events of any date are accepted. A record the pipeline refuses is kept in
+    ``now`` is the processing clock (epoch seconds) for the future-time check and for decisions
+    (no ``send_at`` before it; ``stale`` past a message's ``valid_for``); by default there is none,
+    so events of any date are accepted and every decision is made as if live at its own time. A record the pipeline refuses is kept in
     ``dead_letters`` (with its reason), as a host would send it to the dead-letter topic.
     """
 
@@ -112,7 +113,8 @@ class Journey:
         return self.send_raw(event_bytes(customer_id, type_, ts, event_id=event_id, channel=channel, props=props, **more))
 
     def until(self, ts: str) -> Journey:
-        self._keep(self.pipeline.advance(0, sorted(self.states), parse_ts(ts), self._load))
+        """Let time run on to ``ts`` for every customer (wake-ups, pending decisions)."""
+        self._keep(self.pipeline.advance(0, sorted(self.states), parse_ts(ts), self._load, self.now))
         return self
 
     def value(self, customer_id: str, name: str, ts: str | None = None) -> Any:

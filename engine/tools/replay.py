@@ -37,6 +37,8 @@ class ReplayStats:
     after_erasure: int = 0
     changes: int = 0
     messages: int = 0
+    holdouts: int = 0
+    """Decisions for customers in a control group (topic ``message-holdouts``)."""
     suppressed: Counter[str] = field(default_factory=Counter)
     rejected_reasons: Counter[str] = field(default_factory=Counter)
 
@@ -49,6 +51,7 @@ class ReplayStats:
             "after_erasure": self.after_erasure,
             "changes": self.changes,
             "messages": self.messages,
+            "holdouts": self.holdouts,
             "suppressed": dict(self.suppressed),
         }
 
@@ -71,8 +74,17 @@ def _emit(batch: Batch, sink: Sink, stats: ReplayStats) -> None:
         stats.messages += len(batch.messages)
     for dead in batch.dead_letters:
         sink.dead_letter(dead)
-    for held in batch.suppressed:
-        stats.suppressed[held["reason"]] += 1
+    if batch.holdouts:
+        stats.holdouts += len(batch.holdouts)
+        holdouts = getattr(sink, "holdouts", None)  # sinks.HoldoutSink
+        if holdouts is not None:
+            holdouts(batch.holdouts)
+    if batch.suppressed:
+        for held in batch.suppressed:
+            stats.suppressed[held["reason"]] += 1
+        suppressed = getattr(sink, "suppressed", None)
+        if suppressed is not None:
+            suppressed(batch.suppressed)
     stats.rejected += len(batch.dead_letters)
     stats.rejected_reasons.update(batch.rejected)
     stats.duplicates += batch.duplicates
@@ -108,8 +120,9 @@ def replay(
     """Run ``core`` over raw JSON lines in order through the record pipeline; returns the
     statistics and the final states (customer id -> state).
 
-    ``now`` is the processing clock for the future-time check (epoch seconds; default: the wall
-    clock at start), exactly as the worker applies it. ``until`` (epoch seconds) lets time run on
+    ``now`` is the processing clock for the future-time check and for decisions (epoch seconds;
+    default: the wall clock at start; ``math.inf``: none, each decision as if made live at its own
+    time, as ``rules preview`` does), exactly as the worker applies it. ``until`` (epoch seconds) lets time run on
     for every customer after the last line. Dead letters carry ``source`` as topic and the line
     number as offset. ``aliases``: the alias table (identity, CONTRACT §8), kept in memory and
     updated as ``identify`` events link visitors to customers (a new one by default).
@@ -134,13 +147,14 @@ def replay(
         stats.lines = chunk[-1].offset
     stats.events = stats.lines - stats.rejected
     if until is not None:
-        advance_all(pipeline, states, until, sink, stats)
+        advance_all(pipeline, states, until, sink, stats, now=clock)
     return stats, states
 
 
-def advance_all(pipeline: Pipeline, states: dict[str, CustomerState], until: float, sink: Sink, stats: ReplayStats) -> None:
-    """Let time run on to ``until`` for every customer (in customer-id order, for determinism)."""
-    batch = pipeline.advance(0, sorted(states), until, lambda partition, ids: states)
+def advance_all(pipeline: Pipeline, states: dict[str, CustomerState], until: float, sink: Sink, stats: ReplayStats, now: float | None = None) -> None:
+    """Let time run on to ``until`` for every customer (in customer-id order, for determinism);
+    ``now``: the processing clock for decisions (default ``until``)."""
+    batch = pipeline.advance(0, sorted(states), until, lambda partition, ids: states, now)
     states.update(batch.states[0])
     _emit(batch, sink, stats)
 

@@ -13,10 +13,11 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-__all__ = ["Sink", "ListSink", "JsonlSink", "SEGMENT_CHANGES", "NEXT_BEST_MESSAGES", "DLQ"]
+__all__ = ["Sink", "ListSink", "JsonlSink", "SEGMENT_CHANGES", "NEXT_BEST_MESSAGES", "MESSAGE_HOLDOUTS", "DLQ"]
 
 SEGMENT_CHANGES = "segment-changes"
 NEXT_BEST_MESSAGES = "next-best-messages"
+MESSAGE_HOLDOUTS = "message-holdouts"
 DLQ = "customer-events-dlq"
 
 
@@ -28,6 +29,14 @@ class Sink(Protocol):
     def dead_letter(self, record: dict[str, Any]) -> None: ...
 
 
+class HoldoutSink(Protocol):
+    """A sink that also takes holdout decisions and held-back decisions (replay calls these when present)."""
+
+    def holdouts(self, records: Iterable[dict[str, Any]]) -> None: ...
+
+    def suppressed(self, records: Iterable[dict[str, Any]]) -> None: ...
+
+
 @dataclass
 class ListSink:
     """Collects records in memory (tests, previews)."""
@@ -35,6 +44,7 @@ class ListSink:
     change_records: list[dict[str, Any]] = field(default_factory=list)
     message_records: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    holdout_records: list[dict[str, Any]] = field(default_factory=list)
 
     def changes(self, records: Iterable[dict[str, Any]]) -> None:
         self.change_records.extend(records)
@@ -44,6 +54,9 @@ class ListSink:
 
     def dead_letter(self, record: dict[str, Any]) -> None:
         self.dead_letters.append(record)
+
+    def holdouts(self, records: Iterable[dict[str, Any]]) -> None:
+        self.holdout_records.extend(records)
 
 
 class JsonlSink:
@@ -65,6 +78,9 @@ class JsonlSink:
 
     def messages(self, records: Iterable[dict[str, Any]]) -> None:
         self._write(NEXT_BEST_MESSAGES, records)
+
+    def holdouts(self, records: Iterable[dict[str, Any]]) -> None:
+        self._write(MESSAGE_HOLDOUTS, records)
 
     def dead_letter(self, record: dict[str, Any]) -> None:
         if self._dlq is not None:

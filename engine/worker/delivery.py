@@ -36,8 +36,8 @@ class OutputSink(Protocol):
     async def stop(self) -> None: ...
 
     async def deliver(self, batch: Batch) -> None:
-        """Segment changes, next-best-messages and dead letters, keyed by customer (dead letters by
-        customer when it parsed)."""
+        """Segment changes, next-best-messages, holdout decisions and dead letters, keyed by
+        customer (dead letters by customer when it parsed)."""
 
     async def submit_event(self, customer_id: str, event: dict[str, Any]) -> None:
         """An event for the input topic (an erasure request), durable on return."""
@@ -114,7 +114,7 @@ def _customer_of(key: bytes) -> bytes:
 
 
 class KafkaSink:
-    """The worker's sink: ``changes_topic``, ``messages_topic``, ``dlq_topic``, the input topic and
+    """The worker's sink: ``changes_topic``, ``messages_topic``, ``holdouts_topic``, ``dlq_topic``, the input topic and
     ``erasure_audit_topic``, through the producer it shares with the state changelog."""
 
     def __init__(self, producer: SharedProducer, settings: Settings) -> None:
@@ -145,6 +145,8 @@ class KafkaSink:
             futures += await send(settings.changes_topic, (((c["customer_id"] or c["anonymous_id"]).encode(), c) for c in batch.changes))
         if batch.messages:
             futures += await send(settings.messages_topic, (((m["customer_id"] or m["anonymous_id"]).encode(), m) for m in batch.messages))
+        if batch.holdouts:  # control groups: their own topic, so nothing that sends what it reads can message them
+            futures += await send(settings.holdouts_topic, (((h["customer_id"] or h.get("anonymous_id") or "").encode(), h) for h in batch.holdouts))
         if batch.dead_letters:
             futures += await send(settings.dlq_topic, ((None, d) for d in batch.dead_letters))
         if batch.changes and settings.memberships:
@@ -167,6 +169,7 @@ class MemorySink:
 
     changes: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    holdouts: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     audits: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
@@ -181,6 +184,7 @@ class MemorySink:
     async def deliver(self, batch: Batch) -> None:
         self.changes += batch.changes
         self.messages += batch.messages
+        self.holdouts += batch.holdouts
         self.dead_letters += batch.dead_letters
         self.deliveries += 1
 

@@ -350,7 +350,7 @@ class Runtime:
             async with self.lock:
                 if partition not in self.ready:
                     return done
-                out, moved = self.tasks.resync(partition, keys[start : start + chunk])
+                out, moved = self.tasks.resync(partition, keys[start : start + chunk], self.clock())
                 await self._deliver(out)
                 done += moved
         return done
@@ -390,8 +390,12 @@ class Runtime:
             "why": segments,
             "dna": dna,
             "next_wake": iso(state.wake) if state.wake is not None else None,
-            "recent_messages": [{"message": m, "send_at": iso(float(t))} for t, m in state.sends],
+            "recent_messages": [{"message": s[1], "send_at": iso(float(s[0])), "channel": s[2] if len(s) > 2 else None} for s in state.sends],
             "held_back": [{"message": m, "reason": r, "at": iso(float(t))} for t, m, r in state.held],
+            "pending_messages": [
+                {"message": m, "expires_at": iso(float(expires)), "redecide_at": iso(float(due)) if due > 0 else None}
+                for m, (expires, due) in sorted(state.pending.items())
+            ],
         }
 
     def segment_populations(self) -> dict[str, int]:

@@ -225,8 +225,9 @@ class PartitionTasks:
                     self.wakes.set(partition, customer_id, loaded[customer_id].wake)
         return out
 
-    def resync(self, partition: int, customer_ids: Sequence[str]) -> tuple[Batch, int]:
-        """Re-evaluate customers last evaluated under older rules (cause ``rules:<version>``)."""
-        out = self.pipeline.advance(partition, customer_ids, None, self.load)
+    def resync(self, partition: int, customer_ids: Sequence[str], now: float | None = None) -> tuple[Batch, int]:
+        """Re-evaluate customers last evaluated under older rules (cause ``rules:<version>``);
+        ``now``: the wall clock, the processing clock of the decisions this makes."""
+        out = self.pipeline.advance(partition, customer_ids, None, self.load, now)
         self._stage(out)
         return out, len(out.states.get(partition, {}))

@@ -16,7 +16,7 @@ from microseg.segments.language import Problem
 from microseg.segments.rulefiles.declarations import Declarations
 from microseg.segments.rulefiles.positions import KeyPath
 from microseg.segments.rulefiles.rule_file import RuleFile
-from microseg.segments.rulefiles.sections import build_dimension, build_message, build_policy
+from microseg.segments.rulefiles.sections import build_dimension, build_message, build_policy, check_channels
 from microseg.segments.ruleset import ContactPolicy, Dimension, Message, Origin, RuleSet, Segment
 
 __all__ = ["assemble"]
@@ -44,6 +44,7 @@ def assemble(parts: list[RuleFile], version: str, names: tuple[str, ...], proble
     section_owner: dict[str, str] = {}
     pending_refs: list[tuple[RuleFile, KeyPath, str]] = []
     seen_messages: dict[str, str] = {}
+    channel_refs: list[tuple[RuleFile, KeyPath, Message]] = []
 
     def add(part: RuleFile, where: tuple[int, int], message: str) -> None:
         problems.append(Problem(part.name, where[0], where[1], message))
@@ -87,6 +88,7 @@ def assemble(parts: list[RuleFile], version: str, names: tuple[str, ...], proble
             pending_refs.extend((part, (*path, "segments", j), s) for j, s in enumerate(msg.segments or ()))
             if built_msg is not None:
                 messages.append(built_msg)
+                channel_refs.append((part, (*path, "channel"), built_msg))
         if model.contact_policy is not None:
             policy = build_policy(part, model, lambda w, m, p=part: add(p, w, m)) or policy
     loose = set().union(*(p.loose_ids["segments"] for p in parts)) if parts else set()
@@ -95,6 +97,9 @@ def assemble(parts: list[RuleFile], version: str, names: tuple[str, ...], proble
             close = difflib.get_close_matches(seg_id, list(seen_segments), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             add(part, part.at(path), f"message refers to unknown segment '{seg_id}'{hint}")
+    for part, path, msg in channel_refs:  # the policy (maybe in another file) names the messaging channels
+        if not check_channels(part, path, msg.channel_order, policy.channels, lambda w, m, p=part: add(p, w, m), what=f"message '{msg.id}'"):
+            messages.remove(msg)
     return RuleSet(
         version=version,
         segments=tuple(segments),

@@ -8,6 +8,7 @@ after midnight.
 
 from __future__ import annotations
 
+import difflib
 import zoneinfo
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from microseg.segments.rulefiles.rule_file import RuleFile
 from microseg.segments.ruleset import (
     CasesDimension,
     CategoryDimension,
+    MESSAGING_CHANNELS,
     ContactPolicy,
     CutsDimension,
     Dimension,
@@ -26,7 +28,7 @@ from microseg.segments.ruleset import (
     Origin,
 )
 
-__all__ = ["Report", "build_dimension", "build_message", "build_policy"]
+__all__ = ["Report", "build_dimension", "build_message", "build_policy", "check_channels"]
 
 Report = Callable[[tuple[int, int], str], None]
 """Records a problem at ``(line, col)`` of the file being built."""
@@ -101,18 +103,63 @@ def build_message(part: RuleFile, path: KeyPath, msg: MessageModel, add: Report)
         return None
     if msg.when is not None and when is None:
         return None
-    amount, unit = int(msg.cooldown[:-1]), msg.cooldown[-1]
+    channels = tuple(msg.channel) if isinstance(msg.channel, list) else (msg.channel,)
+    if len(set(channels)) != len(channels):
+        add(part.at((*path, "channel")), f"message '{msg.id}': a channel is listed twice in {list(channels)}")
+        return None
+    if "preferred" in channels and len(channels) > 1:
+        add(part.at((*path, "channel")), f"message '{msg.id}': 'preferred' already tries every messaging channel; use it alone")
+        return None
+    variants = tuple(v.id for v in msg.variants or ())
+    if len(set(variants)) != len(variants):
+        add(part.at((*path, "variants")), f"message '{msg.id}': variant ids must be unique, got {list(variants)}")
+        return None
+    valid_for = _seconds(msg.valid_for)
+    if valid_for <= 0:
+        add(part.at((*path, "valid_for")), f"message '{msg.id}': valid_for must be longer than 0 (e.g. 1d)")
+        return None
     return Message(
         id=msg.id,
         segments=tuple(msg.segments or ()),
         when=when,
-        channel=msg.channel,
+        channel=channels[0],
         priority=msg.priority,
-        cooldown_s=amount * _UNIT_SECONDS[unit],
+        cooldown_s=_seconds(msg.cooldown),
         holdout=float(msg.holdout),
         description=msg.description,
         origin=Origin(part.name, *part.at(path)),
+        channels=channels,
+        valid_for_s=valid_for,
+        on_cap=msg.on_cap,
+        on_quiet=msg.on_quiet,
+        send_at=msg.send_at,
+        variants=variants,
+        converts_on=msg.converts_on or "purchase",
+        attribution_s=_seconds(msg.attribution),
     )
+
+
+def _seconds(duration: str) -> int:
+    """``<n>d``, ``<n>h`` or ``<n>m`` (``DURATION_PATTERN``) in seconds."""
+    return int(duration[:-1]) * _UNIT_SECONDS[duration[-1]]
+
+
+def check_channels(part: RuleFile, path: KeyPath, channels: tuple[str, ...], known: tuple[str, ...], add: Report, *, what: str) -> bool:
+    """Every channel of a message (``path``: its ``channel``) is ``preferred`` or a messaging
+    channel of the policy; a misspelt one is reported at its position with the closest name."""
+    ok = True
+    for j, name in enumerate(channels):
+        if name == "preferred" or name in known:
+            continue
+        where = part.at((*path, j)) if len(channels) > 1 or (*path, 0) in part.value_marks else part.at(path)
+        add(where, f"{what}: '{name}' is not a messaging channel{_hint(name, (*known, 'preferred'))}; messaging channels: {', '.join(known)} (contact_policy.channels)")
+        ok = False
+    return ok
+
+
+def _hint(name: str, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def build_policy(part: RuleFile, model: RuleFileModel, add: Report) -> ContactPolicy | None:
@@ -132,7 +179,31 @@ def build_policy(part: RuleFile, model: RuleFileModel, add: Report) -> ContactPo
         if start == end:
             add(part.at(("contact_policy", "quiet_hours")), "quiet hours start and end are the same; remove quiet_hours for none")
             return None
+    channels = tuple(cp.channels) if cp.channels is not None else MESSAGING_CHANNELS
+    ok = True
+    if len(set(channels)) != len(channels):
+        add(part.at(("contact_policy", "channels")), f"a channel is listed twice in contact_policy.channels: {list(channels)}")
+        ok = False
+    if "preferred" in channels:
+        add(part.at(("contact_policy", "channels")), "'preferred' is not a channel name (messages use it for the most-engaged channel)")
+        ok = False
     caps = cp.caps
+    channel_caps: list[tuple[str, int | None, int | None]] = []
+    for name, limits in sorted((caps.model_extra or {}).items() if caps else ()):
+        if name not in channels:
+            add(part.at(("contact_policy", "caps", name), key=True), f"caps: '{name}' is not a messaging channel{_hint(name, channels)}; messaging channels: {', '.join(channels)}")
+            ok = False
+            continue
+        channel_caps.append((name, limits.per_day, limits.per_week))
+    by_channel: list[tuple[str, str]] = []
+    if isinstance(cp.consent, dict):
+        for name, mode in sorted(cp.consent.items()):
+            if name not in channels:
+                add(part.at(("contact_policy", "consent", name), key=True), f"consent: '{name}' is not a messaging channel{_hint(name, channels)}; messaging channels: {', '.join(channels)}")
+                ok = False
+            by_channel.append((name, mode))
+    if not ok:
+        return None
     return ContactPolicy(
         per_day=caps.per_day if caps else None,
         per_week=caps.per_week if caps else None,
@@ -140,6 +211,11 @@ def build_policy(part: RuleFile, model: RuleFileModel, add: Report) -> ContactPo
         quiet_end_min=end,
         default_timezone=tz,
         quiet_action=cp.quiet_hours.action if cp.quiet_hours is not None else "defer",
+        channel_caps=tuple(channel_caps),
+        consent=cp.consent if isinstance(cp.consent, str) else "opt_in",
+        consent_by_channel=tuple(by_channel),
+        channels=channels,
+        global_holdout=float(cp.global_holdout),
     )
 
 

@@ -3,6 +3,8 @@ journeys, and none flapping (issue 13: at most 3 entries per customer and UTC da
 
 from __future__ import annotations
 
+import math
+
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,7 +58,7 @@ def test_no_starter_segment_is_always_empty_or_always_full() -> None:
     lines = [orjson.dumps(e) for e in simulate(200, 200, 5, start)]
     core = Core(load_rules(STARTER), load_default_model())
     counts = _Counts()
-    stats, states = replay(lines, core, counts, until=parse_ts("2027-01-31T00:00:00Z"))
+    stats, states = replay(lines, core, counts, until=parse_ts("2027-01-31T00:00:00Z"), now=math.inf)  # decisions as if live
     population = Counter(s for state in states.values() for s in state.segments)
     for segment in core.ruleset.segments:
         entered = counts.moves[(segment.id, "entered")]

@@ -66,6 +66,7 @@ def v2_as_current(expected_v2: dict[str, Any]) -> dict[str, Any]:
     for a state stored before traits existed (a trait starts from the next event)."""
     state = json.loads(json.dumps(expected_v2))
     state["dna"]["traits"] = {}
+    state["pending"] = {}  # decisions held for a re-decision: appended to format 3, none before
     return state
 
 
