@@ -134,6 +134,30 @@ def test_members_from_any_worker_equal_replay_and_the_memberships_topic(
     assert sorted(found["segments"]) == sorted(states[customer].segments)
     assert _get(one, f"/customers/{customer}", token=None)[0] == 401
 
+    # microseg export segment: every member, from either worker, as CSV and JSONL
+    import csv
+    import io
+    import os
+
+    from typer.testing import CliRunner
+
+    from microseg.engine.tools.cli import app
+
+    saved = {k: os.environ.get(k) for k in ("MICROSEG_READ_TOKEN", "MICROSEG_WEB_PORT")}
+    os.environ.update({"MICROSEG_READ_TOKEN": READ, "MICROSEG_WEB_PORT": str(two.port)})
+    try:
+        as_csv = CliRunner().invoke(app, ["export", "segment", segment, "--format", "csv"])
+        as_jsonl = CliRunner().invoke(app, ["export", "segment", segment, "--format", "jsonl", "--url", f"http://127.0.0.1:{one.port}"])
+        unknown = CliRunner().invoke(app, ["export", "segment", "no_such_segment"])
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert sorted(r["customer_id"] for r in rows) == sorted(expected[segment]) and all(r["since"] for r in rows)
+    assert sorted(orjson.loads(line)["customer_id"] for line in as_jsonl.stdout.splitlines()) == sorted(expected[segment])
+    assert unknown.exit_code == 1 and "404" in unknown.stderr
+
     # kill -9 one worker: the other recovers its partitions, with the index, from the changelog
     two.kill()
     deadline = time.monotonic() + 180
