@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     console_snapshot_s: float = Field(3600.0, gt=0, description="how often the web console records segment populations (seconds)")
     console_snapshots: int = Field(168, ge=2, le=100_000, description="population snapshots the console keeps (168: a week of hours)")
     console_candidates_dir: Path | None = Field(None, description="directory whose subdirectories are candidate rule sets on the console (default <data_dir>/candidates)")
+    console_prometheus_url: str | None = Field(None, description="Prometheus scraping the workers: the console's charts then show every worker (e.g. http://prometheus:9090)")
     model_path: Path | None = None
     fix_end_offsets: bool | None = Field(
         None, description="correct Tansu's ListOffsets(latest); None = only with the embedded broker"

@@ -32,7 +32,8 @@ from microseg.engine.console.access import SESSION_KEY, Access, cookie_flags
 from microseg.engine.console.candidates import candidate_dirs, diff, find_candidate, load_candidate, problems_of
 from microseg.engine.console.census import Census, candidate_sizes, cell_histogram
 from microseg.engine.console.census import members as census_members
-from microseg.engine.console.history import History, Snapshot
+from microseg.engine.console.history import History, Moves, Snapshot
+from microseg.engine.console.prometheus import Prometheus, PrometheusError
 from microseg.engine.console.session import COOKIE, LOGIN_COOKIE, LOGIN_S, Sessions
 from microseg.engine.model_in_use import ModelInUse
 from microseg.engine.settings import Settings
@@ -67,6 +68,7 @@ class Console:
         self.history = History(settings.console_snapshots, Path(settings.data_dir) / "console" / "snapshots.json")
         self.recent = History(int(1800 / RECENT_S))
         self.census = Census(runtime)
+        self.prometheus = Prometheus(settings.console_prometheus_url) if settings.console_prometheus_url else None
         self.candidates_root = settings.console_candidates_dir or Path(settings.data_dir) / "candidates"
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -183,20 +185,49 @@ async def home(request: web.Request) -> web.Response:
 
 # -- segments -------------------------------------------------------------------------------
 
+async def _populations(console: Console, now: Snapshot, segment_ids: list[str]) -> tuple[list[float], dict[str, list[Any]], str]:
+    """(times, values per segment, where they came from): from Prometheus when one is configured
+    and answers (every worker), else from this worker's snapshots and now."""
+    settings = console.settings
+    problem = ""
+    if console.prometheus is not None:
+        step = settings.console_snapshot_s
+        try:
+            found = await console.prometheus.populations(now.t - step * (settings.console_snapshots - 1), now.t, step)
+            x = sorted({t for points in found.values() for t, _ in points})
+            return x, {s: [dict(found.get(s, [])).get(t) for t in x] for s in segment_ids}, f"Prometheus at {console.prometheus.url} (every worker)"
+        except PrometheusError as exc:
+            problem = f" ({exc}; showing this worker's snapshots)"
+    snapshots = [*console.history.snapshots(), now]
+    return [s.t for s in snapshots], {seg: [s.populations.get(seg, 0) for s in snapshots] for seg in segment_ids}, "this worker's snapshots" + problem
+
+
+async def _moves(console: Console, now: Snapshot, segment_id: str) -> list[Moves]:
+    """Entries and exits per interval: from Prometheus when it answers, else from the snapshots."""
+    if console.prometheus is not None:
+        step = console.settings.console_snapshot_s
+        try:
+            found = await console.prometheus.moves(segment_id, now.t - step * (console.settings.console_snapshots - 1), now.t, step)
+            return [Moves(t, step, round(entries, 1), round(exits, 1)) for t, entries, exits in found]  # type: ignore[arg-type]
+        except PrometheusError:
+            pass
+    return console.history.moves(segment_id, [now])
+
+
 async def segments(request: web.Request) -> web.Response:
     console = _console(request)
     now = console.now()
     rows = []
     for segment in console.runtime.ruleset.segments:
-        series = console.history.population(segment.id, [now])
         moves = console.history.moves(segment.id, [now])
-        rows.append({"id": segment.id, "population": now.populations.get(segment.id, 0), "entries": sum(m.entries for m in moves), "exits": sum(m.exits for m in moves), "points": len(series)})
-    charted = sorted(rows, key=lambda r: -r["population"])[:CHARTED]
-    chart = {
-        "kind": "line", "x": [t for t, _ in console.history.population("", [now])],
-        "series": [{"label": r["id"], "values": [p for _, p in console.history.population(r["id"], [now])]} for r in charted],
-    }
-    return _page(request, "segments.html", {"rows": rows, "chart": chart, "charted": len(charted), "snapshots": len(console.history.snapshots()), "interval": console.settings.console_snapshot_s})
+        rows.append({"id": segment.id, "population": now.populations.get(segment.id, 0), "entries": sum(m.entries for m in moves), "exits": sum(m.exits for m in moves)})
+    charted = [r["id"] for r in sorted(rows, key=lambda r: -r["population"])[:CHARTED]]
+    x, values, source = await _populations(console, now, charted)
+    chart = {"kind": "line", "x": x, "series": [{"label": s, "values": values[s]} for s in charted]}
+    return _page(
+        request, "segments.html",
+        {"rows": rows, "chart": chart, "charted": len(charted), "source": source, "snapshots": len(console.history.snapshots()), "interval": console.settings.console_snapshot_s},
+    )
 
 
 async def segment(request: web.Request) -> web.Response:
@@ -209,8 +240,8 @@ async def segment(request: web.Request) -> web.Response:
     limit = min(max(limit, 1), PAGE_SIZES[-1])
     cursor = request.query.get("cursor") or None
     now = console.now()
-    population = console.history.population(segment_id, [now])
-    moves = console.history.moves(segment_id, [now])
+    x, values, source = await _populations(console, now, [segment_id])
+    moves = await _moves(console, now, segment_id)
     try:
         members, after = await census_members(console.runtime, segment_id, cursor, limit)
     except ValueError:
@@ -219,14 +250,15 @@ async def segment(request: web.Request) -> web.Response:
     scan = await console.census.scan()
     cells = cell_histogram(scan.cells)
     charts = {
-        "population": {"kind": "line", "x": [t for t, _ in population], "series": [{"label": "customers", "values": [p for _, p in population]}]},
+        "population": {"kind": "line", "x": x, "series": [{"label": "customers", "values": values[segment_id]}]},
         "moves": {"kind": "bars", "x": [m.t for m in moves], "series": [{"label": "entries", "values": [m.entries for m in moves]}, {"label": "exits", "values": [m.exits for m in moves]}]},
         "cells": {"kind": "bars", "labels": [name for name, _ in cells], "x": list(range(len(cells))), "series": [{"label": "cells", "values": [n for _, n in cells]}]},
     }
     return _page(
         request, "segment.html",
         {
-            "segment": found, "population": now.populations.get(segment_id, 0), "moves": moves[-MOVES_SHOWN:][::-1], "interval": console.settings.console_snapshot_s, "charts": charts,
+            "segment": found, "population": now.populations.get(segment_id, 0), "moves": moves[-MOVES_SHOWN:][::-1], "interval": console.settings.console_snapshot_s,
+            "charts": charts, "source": source,
             "members": members, "after": after, "count": count, "cursor": cursor, "limit": limit, "page_sizes": PAGE_SIZES,
             "cells": cells, "cell_count": len(scan.cells), "top_cells": scan.cells.most_common(10), "customers": scan.customers,
         },
