@@ -218,14 +218,14 @@ def _run_case(case: CaseResult, events: list[_Event], expects: list[_Expect], ru
         if missing:
             wrong.append(f"not in {', '.join(missing)}")
         if extra:
-            wrong.append(f"in {', '.join(extra)}")
+            wrong.append(f"in {', '.join(extra)} (not_in)")
         if expect.only is not None and set(expect.only) != have:
-            wrong.append(f"expected exactly [{', '.join(sorted(expect.only))}]")
+            wrong.append(f"not in exactly [{', '.join(sorted(expect.only))}]")
         if wrong:
-            why = "; ".join(wrong)
+            why = " and ".join(wrong)
             dead = [d.get("reason", "") for d in journey.dead_letters]
             note = f" (events refused: {'; '.join(dead[:3])})" if dead else ""
-            message = f"{case.name}: at {expect.at_text} customer {expect.customer!r} is {why}; it is in [{', '.join(sorted(have))}]{note}"
+            message = f"{case.name}: at {expect.at_text} customer {expect.customer!r} is {why}; its segments: [{', '.join(sorted(have))}]{note}"
             case.failures.append(Problem(shown, *expect.where, message))
 
 
