@@ -1,8 +1,8 @@
 """The console's reads of the customers stored on this worker: a segment's members (paged),
-micro-segment cells and their sizes, and the sizes a candidate rule set would give.
+and micro-segment cells and their sizes.
 
-Members are a range scan of the member index. Cells and candidate sizes are one pass over the
-worker's ready partitions in the DNA store. A partition's keys and values
+Members are a range scan of the member index. Cells are one pass over the worker's ready
+partitions in the DNA store. A partition's keys and values
 are copied under the runtime's lock (so no batch changes them mid-scan), then decoded outside it,
 yielding to the event loop every ``CHUNK`` customers so the hot path is never held for a whole scan.
 A scan is kept for ``FRESH_S`` seconds and reused by the pages read in that time.
@@ -20,15 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from microseg.segments.evaluate import evaluate_segments
-from microseg.segments.ruleset import RuleSet
 from microseg.segments.state import StateFormatError, decode
-from microseg.segments.step import Core
 
 from microseg.engine.worker.member_index import members_page
 from microseg.engine.worker.routing import decode_cursor, encode_cursor
 
-__all__ = ["CHUNK", "FRESH_S", "CELL_BANDS", "Census", "Scan", "cell_histogram", "members", "candidate_sizes"]
+__all__ = ["CHUNK", "FRESH_S", "CELL_BANDS", "Census", "Scan", "cell_histogram", "members"]
 
 CHUNK = 2_000
 FRESH_S = 15.0
@@ -122,25 +119,3 @@ async def members(runtime: Any, segment: str, cursor: str | None, limit: int) ->
             later = [p for p in partitions if p > partition]
             return found, encode_cursor(later[0], None) if later else None
     return found, None
-
-
-async def candidate_sizes(runtime: Any, candidate: RuleSet, now: float) -> tuple[dict[str, int], int, int]:
-    """Customers whose rule holds now under ``candidate`` per segment, the customers evaluated and
-    those that could not be (a state that cannot be read, or a rule that failed on it). Evaluated
-    as of ``now`` (epoch seconds) for everyone, with the model in force; traits the candidate adds
-    have no value yet (they fold from new events), as after ``rules publish``."""
-    core = Core(candidate, runtime.model)
-    sizes: Counter[str] = Counter({s: 0 for s in candidate.segment_ids})
-    evaluated = failed = 0
-    async for _, state in _states(runtime):
-        if state is None:
-            failed += 1
-            continue
-        try:
-            inside = evaluate_segments(candidate, core.view(state.dna, max(now, state.evaluated_at)))
-        except Exception:  # noqa: BLE001 - a rule failing on one customer is counted, the rest go on
-            failed += 1
-            continue
-        sizes.update(inside)
-        evaluated += 1
-    return dict(sizes), evaluated, failed

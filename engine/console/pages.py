@@ -5,8 +5,8 @@
 vendored uPlot with its licence) and the page handlers below, all behind ``engine.console.access``.
 Pages: segments (population now and over time, entries and exits per interval, members, micro-
 segment cells), a customer (explain: DNA, segments with each rule's value, held-back decisions;
-erase), rules (the version in force and the versions seen, a candidate's problems, diff and sizes;
-publish), messages (decided and held back by reason), ops (throughput, lag, latency, readiness).
+erase), rules (the version in force and the topic's history, a candidate's problems, diff and sizes;
+publish, roll back), messages (decided and held back by reason), ops (throughput, lag, latency, readiness).
 Every number is this worker's: the partitions it owns, as ``/segments`` and ``/metrics``.
 """
 
@@ -30,14 +30,18 @@ from microseg.segments.view import iso
 from microseg.engine.console import readings
 from microseg.engine.console.access import SESSION_KEY, Access, cookie_flags
 from microseg.engine.console.candidates import candidate_dirs, diff, find_candidate, load_candidate, problems_of
-from microseg.engine.console.census import Census, candidate_sizes, cell_histogram
+from microseg.engine.console.census import Census, cell_histogram
 from microseg.engine.console.census import members as census_members
 from microseg.engine.console.history import History, Moves, Snapshot
 from microseg.engine.console.prometheus import Prometheus, PrometheusError
 from microseg.engine.console.session import COOKIE, LOGIN_COOKIE, LOGIN_S, Sessions
 from microseg.engine.model_in_use import ModelInUse
 from microseg.engine.settings import Settings
+from microseg.engine.kafka.broker import check_reachable
 from microseg.engine.worker.auth import Guard
+from microseg.engine.worker.rules_preview import local_sizes
+from microseg.engine.worker.rules_topic import RulesLog, publish_rules, read_rules_log, rollback_rules
+from microseg.errors import MicrosegError
 
 __all__ = ["PREFIX", "mount_console", "console_app"]
 
@@ -306,30 +310,42 @@ async def erase(request: web.Request) -> web.Response:
 
 # -- rules ----------------------------------------------------------------------------------
 
+def _rules_log(settings: Settings, bootstrap: str) -> RulesLog:
+    """The rules topic's versions and pointer moves (``rules history``); ``BrokerError`` within seconds when unreachable."""
+    check_reachable(bootstrap, settings)
+    return read_rules_log(settings, bootstrap, timeout=10.0)
+
+
 async def rules(request: web.Request) -> web.Response:
     console = _console(request)
     ruleset = console.runtime.ruleset
+    loop = asyncio.get_running_loop()
     names = candidate_dirs(console.candidates_root)
     chosen = request.query.get("candidate", "")
     context: dict[str, Any] = {
         "ruleset": ruleset, "seen": console.history.rules_versions(), "candidates": names, "chosen": chosen,
         "candidates_root": console.candidates_root, "problems": None, "changes": None, "sizes": None,
-        "model": ModelInUse(console.runtime.model, console.runtime.model_origin).describe(),
+        "model": ModelInUse(console.runtime.model, console.runtime.model_origin).describe(), "log": None,
     }
+    try:
+        context["log"] = await loop.run_in_executor(None, _rules_log, console.settings, console.bootstrap)
+    except MicrosegError as exc:
+        context["log_problem"] = f"the rules topic could not be read ({exc}); the versions this worker has run are shown instead"
     directory = find_candidate(console.candidates_root, chosen) if chosen else None
     if chosen and directory is None:
         context["message"] = f"no candidate {chosen!r} under {console.candidates_root}"
     elif directory is not None:
-        problems = await asyncio.get_running_loop().run_in_executor(None, problems_of, directory)
+        problems = await loop.run_in_executor(None, problems_of, directory)
         context["problems"] = problems
         if not problems:
             candidate = load_candidate(directory)
-            context["candidate"] = candidate
-            context["changes"] = diff(ruleset, candidate)
-            sizes, evaluated, failed = await candidate_sizes(console.runtime, candidate, time.time())
-            context["sizes"] = sizes
-            context["now_sizes"] = console.runtime.segment_populations()
-            context["evaluated"], context["failed"] = evaluated, failed
+            as_of = time.time()
+            customers, before, partitions = await local_sizes(console.runtime, ruleset, as_of)
+            _, after, _ = await local_sizes(console.runtime, candidate, as_of)
+            context |= {
+                "candidate": candidate, "changes": diff(ruleset, candidate), "before": before, "sizes": after,
+                "customers": customers, "size_partitions": partitions, "as_of": iso(as_of),
+            }
     return _page(request, "rules.html", context)
 
 
@@ -340,9 +356,6 @@ async def publish(request: web.Request) -> web.Response:
     directory = find_candidate(console.candidates_root, str(form.get("candidate", "")))
     if directory is None:
         return _page(request, "error.html", {"title": "Not published", "message": "no such candidate"}, status=404)
-    from microseg.engine.worker.rules_topic import publish_rules
-    from microseg.errors import MicrosegError
-
     try:
         version = await asyncio.get_running_loop().run_in_executor(None, publish_rules, console.settings, console.bootstrap, directory)
     except RuleError as exc:
@@ -351,6 +364,21 @@ async def publish(request: web.Request) -> web.Response:
         return _page(request, "error.html", {"title": "Not published", "message": str(exc)}, status=503)
     log.info("console published rules %s from candidate %s", version, directory.name)
     return _page(request, "error.html", {"title": "Published", "message": f"rules {version} published; every worker applies it within seconds"})
+
+
+async def rollback(request: web.Request) -> web.Response:
+    console = _console(request)
+    form = await request.post()
+    console.access.check_post(request, form, admin=True)
+    wanted = str(form.get("version", ""))
+    try:
+        version, replaced = await asyncio.get_running_loop().run_in_executor(None, rollback_rules, console.settings, console.bootstrap, wanted)
+    except RuleError as exc:
+        return _page(request, "error.html", {"title": "Not rolled back", "message": "; ".join(str(p) for p in exc.problems)}, status=422)
+    except MicrosegError as exc:
+        return _page(request, "error.html", {"title": "Not rolled back", "message": str(exc)}, status=503)
+    log.info("console rolled rules back to %s (was %s)", version, replaced)
+    return _page(request, "error.html", {"title": "Rolled back", "message": f"rules {version} in force again (was {replaced}); every worker applies it within seconds"})
 
 
 # -- messages and ops -----------------------------------------------------------------------
@@ -439,6 +467,7 @@ def console_app(settings: Settings, runtime: Any, bootstrap: str, guard: Guard) 
     app.router.add_post("/customers/{customer}/erase", erase)
     app.router.add_get("/rules", rules)
     app.router.add_post("/rules/publish", publish)
+    app.router.add_post("/rules/rollback", rollback)
     app.router.add_get("/messages", messages)
     app.router.add_get("/ops", ops)
     app.router.add_static("/static/", str(HERE / "static"))

@@ -58,6 +58,7 @@ def _until(check: Any, timeout: float = 120.0, what: str = "condition") -> Any:
 
 
 def _candidates(root: Path) -> None:
+    shutil.copytree(packaged_rules_dir(), root / "starter")
     wider = root / "wider"
     shutil.copytree(packaged_rules_dir(), wider)
     (wider / "console_extra.yaml").write_text("version: 1\nsegments:\n  - id: two_orders\n    when: purchases_total >= 2\n")
@@ -206,6 +207,26 @@ def test_the_console_in_a_browser_on_a_live_worker(broker: str, workers: Any, un
         _click(driver, "#erase-form button")
         assert "outcome accepted" in driver.find_element(By.ID, "message").text
         _until(lambda: _status(worker, customer) == 404, 60, "customer erased")
+
+        # publish, see it in force and in the history, roll back: all through the forms
+        starter = worker.health()["rules_version"]
+        driver.get(f"{base}/rules?candidate=starter")
+        _click(driver, "#publish-form button")
+        assert driver.find_element(By.TAG_NAME, "h1").text == "Published"
+        driver.get(f"{base}/rules?candidate=wider")
+        _click(driver, "#publish-form button")
+        wider = re.search(r"rules (\w+) published", driver.find_element(By.ID, "message").text)[1]  # type: ignore[index]
+        _until(lambda: (worker.health() or {}).get("rules_version") == wider, 60, "the published rules in force")
+        driver.get(f"{base}/rules")
+        history = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in driver.find_elements(By.CSS_SELECTOR, "#history tbody tr")]
+        assert [(h[1], h[2].removesuffix(" (current)")) for h in history] == [("publish", wider), ("publish", starter)]
+        _shot(driver, "rules-history")
+        from selenium.webdriver.support.ui import Select
+
+        Select(driver.find_element(By.ID, "rollback-version")).select_by_value(starter)
+        _click(driver, "#rollback-form button")
+        assert driver.find_element(By.TAG_NAME, "h1").text == "Rolled back"
+        _until(lambda: (worker.health() or {}).get("rules_version") == starter, 60, "the rolled-back rules in force")
     finally:
         driver.quit()
 
