@@ -111,8 +111,10 @@ class Router:
     async def forward(self, method: str, partition: int, path_qs: str, authorization: str | None) -> Forwarded:
         """``method path_qs`` on the owner of ``partition``; ``RoutingError`` when there is none to ask."""
         url = self.owner(partition)
-        if url is None or self.is_self(url):
-            raise RoutingError(f"partition {partition} has no other owner known to this worker (a rebalance is under way?); try again")
+        if url is None:
+            raise RoutingError(f"partition {partition} is not owned by this worker, and its owner is not known yet (a rebalance?); try again", 409)
+        if self.is_self(url):
+            raise RoutingError(f"partition {partition} is being recovered by this worker; try again", 503)
         headers = {ROUTED_HEADER: "1"}
         if authorization:
             headers["Authorization"] = authorization
