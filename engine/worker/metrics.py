@@ -66,7 +66,7 @@ class Metrics:
         self.posterior_snapshots = Gauge("microseg_posterior_snapshots", "Posterior snapshots this worker holds (the published history).", registry=r)
         self.posterior_late = Counter("microseg_posterior_late_total", "Posterior snapshots read after events at or past their effective time were processed.", registry=r)
         self.conversions_unattributed = Counter(
-            "microseg_conversions_unattributed_total", "campaign_converted events of a message with variants that name no variant: no arm credited.", registry=r
+            "microseg_conversions_unattributed_total", "campaign_converted events of a message with variants that name none of its variants: no arm credited.", registry=r
         )
         self.consumer_lag = Gauge("microseg_consumer_lag", "Input records not yet processed, by partition.", ["partition"], registry=r)
         self.partitions = Gauge("microseg_partitions_assigned", "Input partitions this worker owns.", registry=r)

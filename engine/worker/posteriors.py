@@ -94,10 +94,10 @@ class Posteriors:
         self.shared: dict[tuple[int, Arm], tuple[int, int]] = {}
         """Every partition's published totals (from the counts topic), greatest seen per key."""
         self.unattributed = 0
-        """Conversions without a ``variant`` prop, for a message with variants: no arm to credit."""
+        """Conversions of a message with variants that name none of them: no arm to credit."""
         self.late = 0
         """Snapshots read after this worker had processed events at or past their ``effective_from``."""
-        self._variants: frozenset[str] = frozenset()
+        self._variants: Mapping[str, frozenset[str]] = {}
         self._variants_version: str | None = None
 
     # -- 1. count -------------------------------------------------------------------------
@@ -120,10 +120,10 @@ class Posteriors:
         self.counts.pop(partition, None)
         self.dirty.discard(partition)
 
-    def _with_variants(self, ruleset: Any) -> frozenset[str]:
+    def _with_variants(self, ruleset: Any) -> Mapping[str, frozenset[str]]:
         version = getattr(ruleset, "version", None)
         if version != self._variants_version:
-            self._variants = frozenset(m.id for m in getattr(ruleset, "messages", ()) if getattr(m, "variants", ()))
+            self._variants = {m.id: frozenset(m.variants) for m in getattr(ruleset, "messages", ()) if getattr(m, "variants", ())}
             self._variants_version = version
         return self._variants
 
@@ -147,9 +147,10 @@ class Posteriors:
                 self.counts[partition].setdefault((record["message"], variant), [0, 0])[0] += 1
                 changed.add(partition)
         for partition, message, variant in conversions:
-            if partition not in self.counts or message not in with_variants:
+            known = with_variants.get(message)
+            if partition not in self.counts or known is None:
                 continue
-            if not variant:
+            if not variant or variant not in known:  # no arm, or one the rules do not have
                 self.unattributed += 1
                 continue
             self.counts[partition].setdefault((message, variant), [0, 0])[1] += 1

@@ -125,6 +125,7 @@ def test_counts_are_exact_under_redelivery_and_restart():
     conversions = feed.records(
         [(m["customer_id"], "campaign_converted", "2026-03-01T12:00:00Z", {"message_id": "thanks", "variant": m["variant"]}) for m in converted]
         + [("c39", "campaign_converted", "2026-03-01T12:30:00Z", {"message_id": "thanks"})]  # no variant: no arm
+        + [("c37", "campaign_converted", "2026-03-01T12:30:00Z", {"message_id": "thanks", "variant": "zz"})]  # not one of its variants
         + [("c38", "campaign_converted", "2026-03-01T12:00:00Z", {"message_id": "other-campaign", "variant": "x"})]
     )
     conv_by_variant = Counter(m["variant"] for m in converted)
@@ -143,8 +144,8 @@ def test_counts_are_exact_under_redelivery_and_restart():
         expected[("thanks", variant, "decisions")] = by_variant[variant]
         expected[("thanks", variant, "conversions")] = conv_by_variant[variant]
     assert _stored(store) == +expected
-    assert again.posteriors.unattributed == 1
-    assert again.metrics.conversions_unattributed._value.get() == 1  # type: ignore[attr-defined]
+    assert again.posteriors.unattributed == 2
+    assert again.metrics.conversions_unattributed._value.get() == 2  # type: ignore[attr-defined]
     published = [orjson.loads(v) for _, v in again.posteriors.to_publish()]
     assert sum(r["decisions"] for r in published if r["message"] == "thanks") == 40  # every partition's absolute totals
     assert {k.split(b"|")[0] for k, _ in (counts_record(r["partition"], (r["message"], r["variant"]), [0, 0]) for r in published)} <= {b"0", b"1", b"2", b"3"}
