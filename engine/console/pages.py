@@ -39,6 +39,7 @@ from microseg.engine.model_in_use import ModelInUse
 from microseg.engine.settings import Settings
 from microseg.engine.kafka.broker import check_reachable
 from microseg.engine.worker.auth import Guard
+from microseg.engine.worker.routing import Router
 from microseg.engine.worker.rules_preview import local_sizes
 from microseg.engine.worker.rules_topic import RulesLog, publish_rules, read_rules_log, rollback_rules
 from microseg.errors import MicrosegError
@@ -285,7 +286,9 @@ async def customer(request: web.Request) -> web.Response:
     if found is None:
         return _page(request, "customer.html", {"found": None, "customer_id": customer_id, "message": f"customer {customer_id!r} is not known on this worker"}, status=404)
     if "error" in found:
-        return _page(request, "customer.html", {"found": None, "customer_id": customer_id, "message": found["error"]}, status=409)
+        owner = Router(console.runtime).owner(found["partition"]) if isinstance(found.get("partition"), int) else None
+        elsewhere = f"{owner.rstrip('/')}{PREFIX}/customers/{quote(customer_id, safe='')}" if owner and owner.startswith(("http://", "https://")) else None
+        return _page(request, "customer.html", {"found": None, "customer_id": customer_id, "message": found["error"], "elsewhere": elsewhere}, status=409)
     dna = sorted((k, v) for k, v in found.get("dna", {}).items())
     return _page(request, "customer.html", {"found": found, "customer_id": customer_id, "dna": dna, "aliases": found.get("aliases") or [], "done": request.query.get("done")})
 

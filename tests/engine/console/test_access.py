@@ -230,3 +230,21 @@ def test_without_any_token_on_loopback_the_console_is_open_and_posts_still_need_
         assert (await client.post("/console/customers/c1/erase", data={"csrf": _csrf(await page.text())})).status == 202
 
     _with_client(tmp_path, test)
+
+
+def test_a_customer_owned_by_another_worker_links_to_its_console(tmp_path: Path) -> None:
+    class Routes:
+        def owner(self, topic: str, partition: int) -> str:
+            return f"http://worker-{partition}.internal:6066"
+
+    async def test(client: TestClient, rt: Runtime) -> None:
+        await _login(client, READ)
+        customer = next(f"x{i}" for i in range(100) if rt.partition_of(f"x{i}") == 1)
+        rt.ready.discard(1)  # partition 1 now belongs to another worker
+        rt.routes = Routes()  # type: ignore[attr-defined]
+        answer = await client.get(f"/console/customers/{customer}")
+        html = await answer.text()
+        assert answer.status == 409 and "partition 1 is not owned by this worker" in html
+        assert f'href="http://worker-1.internal:6066/console/customers/{customer}"' in html
+
+    _with_client(tmp_path, test, **GUARDED)
