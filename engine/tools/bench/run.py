@@ -69,6 +69,7 @@ def run_bench(cfg: BenchConfig, base: Settings | None = None) -> dict[str, Any]:
             "rules": str(cfg.rules_dir) if cfg.rules_dir else "starter",
             "latency_rate": cfg.latency_rate,
             "latency_seconds": cfg.latency_seconds,
+            "memberships_topic": base.memberships,
         }
         with bench_broker(base) as (bootstrap, embedded):
             result["broker"] = "embedded" if embedded else bootstrap

@@ -37,6 +37,7 @@ def bench_settings(base: Settings, prefix: str, partitions: int) -> Settings:
             "models_topic": f"{prefix}-models",
             "changelog_topic": f"{prefix}-changelog",
             "erasure_audit_topic": f"{prefix}-erasures-audit",
+            "memberships_topic": f"{prefix}-memberships",
             "group_id": f"{prefix}-group",
             "partitions": partitions,
         }
@@ -162,6 +163,6 @@ def delete_topics(settings: Settings, bootstrap: str) -> None:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="microseg-bench", **({} if not settings.broker else settings.kafka_python_kwargs()))
         try:
             admin.delete_topics([*settings.topic_names, settings.rules_topic, settings.models_topic])
-            admin.delete_topics([settings.erasure_audit_topic])
+            admin.delete_topics([settings.erasure_audit_topic, settings.memberships_topic])
         finally:
             admin.close()

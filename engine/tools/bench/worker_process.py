@@ -53,6 +53,8 @@ class WorkerRun:
                 "MICROSEG_MODELS_TOPIC": settings.models_topic,
                 "MICROSEG_CHANGELOG_TOPIC": settings.changelog_topic,
                 "MICROSEG_ERASURE_AUDIT_TOPIC": settings.erasure_audit_topic,
+                "MICROSEG_MEMBERSHIPS_TOPIC": settings.memberships_topic,
+                "MICROSEG_MEMBERSHIPS": str(settings.memberships).lower(),
                 "MICROSEG_GROUP_ID": settings.group_id,
                 "PYTHONUNBUFFERED": "1",
             }
