@@ -90,6 +90,8 @@ class Settings(BaseSettings):
 
     tick_interval_s: float = Field(10.0, gt=0, description="how often the clock lets time run on for due customers")
     ticks: bool = Field(True, description="fire time-based changes from the wall clock (off: only events move customers)")
+    log_format: Literal["text", "json"] = Field("text", description="worker log lines: text, or one JSON object per line (ts, level, logger, message)")
+    progress_interval_s: float = Field(60.0, ge=0, description="how often the worker logs a progress line (0: never)")
     max_batch: int = Field(5_000, ge=1, le=100_000, description="most input records per batch")
     batch_within_s: float = Field(0.05, gt=0, description="longest wait to fill a batch")
     session_timeout_s: float = Field(10.0, ge=6, description="consumer group session timeout")

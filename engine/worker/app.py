@@ -25,6 +25,7 @@ from microseg.engine.model_in_use import ModelInUse
 from microseg.engine.worker.auth import Guard, Scope
 from microseg.engine.worker.consumer import consume_forever
 from microseg.engine.worker.health import probe_broker_forever
+from microseg.engine.worker.progress import ProgressLog
 from microseg.engine.worker.routing import DEFAULT_LIMIT, MAX_LIMIT, ROUTED_HEADER, Router, RoutingError
 from microseg.engine.worker.runtime import Runtime
 from microseg.engine.settings import Settings
@@ -166,6 +167,13 @@ def build_app(settings: Settings, bootstrap: str, runtime: Runtime, *, embedded_
                 continue
             if highwater is not None:
                 runtime.metrics.consumer_lag.labels(partition=str(partition)).set(max(highwater - position, 0))
+
+    app.progress = ProgressLog(runtime.metrics)  # type: ignore[attr-defined]
+    if settings.progress_interval_s > 0:
+
+        @app.timer(interval=settings.progress_interval_s, on_leader=False)
+        async def _progress() -> None:
+            logging.getLogger("microseg.worker").info(app.progress.line())  # type: ignore[attr-defined]
 
     rules_topic = app.topic(settings.rules_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 

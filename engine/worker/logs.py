@@ -13,6 +13,11 @@ warning or a traceback might carry one. Every record is formatted, and the confi
 values, whatever follows ``Bearer`` or ``Authorization``, the query string of anything that looks
 like a request line or URL path, and the value of a bare ``token=``-like parameter are replaced
 before a handler writes it.
+
+``JsonFormatter`` writes each record as one JSON object (``MICROSEG_LOG_FORMAT=json``), for log
+collectors that parse lines. In either format a record's text has terminal escape sequences
+(colours, cursor moves a library might print) removed: logs go to files and collectors, not to
+a terminal that would interpret them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-__all__ = ["RepeatFilter", "install_repeat_filter", "RedactFilter", "install_redaction", "REDACTED"]
+import orjson
+
+from microseg.segments.view import iso
+
+__all__ = [
+    "RepeatFilter", "install_repeat_filter", "RedactFilter", "install_redaction", "REDACTED",
+    "JsonFormatter", "TextFormatter", "install_format", "TEXT_FORMAT",
+]
 
 _NUMBER = re.compile(r"\d+")
 
@@ -32,6 +44,10 @@ _BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[^\s\"',;]+")
 _AUTHORIZATION = re.compile(r"(?i)\b(authorization['\"]?\s*[:=]\s*['\"]?)(?!\s*bearer\b)[^\s\"',;][^\"',;\n]*")
 _TOKEN_PARAM = re.compile(r"(?i)\b(access_token|api_token|read_token|token|api_key|apikey|bearer)=[^&\s\"',;]+")
 _QUERY = re.compile(r"(?P<path>(?:https?://[^\s/?#\"']+)?/[^\s?#\"']*)\?[^\s#\"']+")
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])|[\x00-\x08\x0b-\x1f\x7f]")
+"""ANSI/VT escape sequences (CSI, OSC, two-character ones) and control characters other than tab and newline."""
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class RepeatFilter(logging.Filter):
@@ -127,3 +143,49 @@ def install_redaction(secrets: Iterable[str] = ()) -> RedactFilter:
             handler.removeFilter(existing)
         handler.filters.insert(0, found)
     return found
+
+
+def strip_escapes(text: str) -> str:
+    """``text`` without terminal escape sequences and control characters (tab and newline kept)."""
+    return _ESCAPES.sub("", text) if ("\x1b" in text or not text.isprintable()) else text
+
+
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT`` lines (local time, as before), escape sequences removed."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return strip_escapes(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``ts`` (RFC 3339 UTC, milliseconds, as output records write it),
+    ``level``, ``logger``, ``message``, and ``exc`` (the traceback) or ``stack`` when the record has one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, str] = {
+            "ts": iso(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": strip_escapes(record.getMessage()),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            body["exc"] = strip_escapes(record.exc_text)
+        if record.stack_info:
+            body["stack"] = strip_escapes(record.stack_info)
+        return orjson.dumps(body).decode()
+
+
+def install_format(kind: str = "text") -> logging.Formatter:
+    """Put a ``JsonFormatter`` (``kind="json"``) or a ``TextFormatter`` on every handler of the root
+    logger; Python warnings from then on are logged too (logger ``py.warnings``), so in JSON every
+    line the worker writes is one object."""
+    formatter: logging.Formatter = JsonFormatter() if kind == "json" else TextFormatter()
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
+    logging.captureWarnings(True)
+    return formatter

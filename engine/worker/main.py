@@ -12,7 +12,7 @@ from microseg.engine.settings import Settings
 from microseg.engine.model_in_use import FIT_FOR_WORKER, load_model_in_use
 from microseg.engine.startup import load_ruleset, quiet_loggers, tune_gc
 from microseg.engine.worker.auth import Guard, check_bind
-from microseg.engine.worker.logs import install_redaction, install_repeat_filter
+from microseg.engine.worker.logs import install_format, install_redaction, install_repeat_filter
 
 __all__ = ["run_worker"]
 
@@ -39,6 +39,7 @@ def run_worker(settings: Settings) -> int:
         )
     unguarded = check_bind(settings.web_host, settings.web_port, Guard(settings.api_token, settings.read_token))
     quiet_loggers(logging.DEBUG if os.environ.get("MICROSEG_DEBUG") else logging.INFO)
+    install_format(settings.log_format)
     install_repeat_filter(10.0)
     install_redaction(s.get_secret_value() for s in (settings.api_token, settings.read_token, settings.erasure_secret, settings.sasl_password) if s is not None)
     if unguarded is not None:
@@ -73,8 +74,18 @@ def run_worker(settings: Settings) -> int:
             log.warning("the broker reports no topic ids: a deleted and re-created input topic is not detected (see docs/operations.md)")
         app = build_app(settings, endpoint.bootstrap, runtime, embedded_broker=endpoint.broker)
         worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False, override_logging=False)
+        worker.spinner = None  # Faust's start-up spinner writes cursor escapes even into a redirected log
+        if settings.web_port > 0:
+            log.info("web endpoints on http://%s:%d (/metrics, /health, /health/ready, /segments, /customers/{id})", _url_host(settings.web_host), settings.web_port)
+        code = 0
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return 0
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        log.info(app.progress.stopped(code))  # type: ignore[attr-defined]
+    return code
+
+
+def _url_host(host: str) -> str:
+    """The host part of a URL for a bind address (IPv6 in brackets)."""
+    return f"[{host}]" if ":" in host else host
