@@ -49,8 +49,11 @@ SESSION_KEY = getattr(web, "RequestKey", web.AppKey)("console_session", Session)
 
 
 def cookie_flags(request: web.Request) -> dict[str, Any]:
-    """The session cookie's attributes: HttpOnly, SameSite=Strict, Path=/console, Secure over TLS."""
-    return {"httponly": True, "samesite": "Strict", "path": "/console", "secure": request.secure}
+    """The session cookie's attributes: HttpOnly, SameSite=Strict, Path=/console, and Secure when the
+    browser came over TLS: to the worker, or to a TLS-terminating proxy that says so with
+    ``X-Forwarded-Proto: https`` (trusting the header can only make the cookie stricter)."""
+    secure = request.secure or request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower() == "https"
+    return {"httponly": True, "samesite": "Strict", "path": "/console", "secure": secure}
 
 
 class Access:

@@ -139,6 +139,9 @@ def test_the_session_cookie_is_httponly_samesite_strict_and_holds_no_token(tmp_p
             assert page_answer.status == 200, page
             assert page_answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
             assert page_answer.headers["X-Frame-Options"] == "DENY"
+        assert "secure" not in flags  # plain HTTP: a Secure cookie would never come back
+        behind_tls = await client.get("/console/login", headers={"X-Forwarded-Proto": "https"})
+        assert "secure" in [p.strip().lower() for p in behind_tls.headers["Set-Cookie"].split(";")]
         login_form = await client.get("/console/login")
         pre = next(v for v in login_form.headers.getall("Set-Cookie") if v.startswith(LOGIN_COOKIE + "="))
         assert "httponly" in pre.lower() and "samesite=strict" in pre.lower()
