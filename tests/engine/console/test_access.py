@@ -6,6 +6,7 @@ echoed. The same pages on a live worker, in a real browser: ``test_browser.py``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -251,3 +252,22 @@ def test_a_customer_owned_by_another_worker_links_to_its_console(tmp_path: Path)
         assert f'href="http://worker-1.internal:6066/console/customers/{customer}"' in html
 
     _with_client(tmp_path, test, **GUARDED)
+
+
+def test_no_token_reaches_the_consoles_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def test(client: TestClient, rt: Runtime) -> None:
+        await _login(client, "a-wrong-token-for-the-log-test")
+        await _login(client, API)
+        await client.get(f"/console/segments?token={READ}")
+        await client.get("/console/segments", headers={"Authorization": f"Bearer {READ}"})
+        page = await client.get("/console/customers/c2")
+        await client.post("/console/customers/c2/erase", data={"csrf": _csrf(await page.text())})
+        await client.post("/console/rules/publish", data={"csrf": _csrf(await page.text()), "candidate": "none"})
+
+    with caplog.at_level(logging.DEBUG):
+        _with_client(tmp_path, test, **GUARDED)
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("microseg"))
+    assert "console erasure request" in ours  # the console does log what it did
+    # everything but the test server's own access log (the worker's server has none: Faust runs aiohttp with access_log=None)
+    logged = "\n".join(f"{r.name}: {r.getMessage()}" for r in caplog.records if r.name != "aiohttp.access")
+    assert API not in logged and READ not in logged and not re.search(r"\bc2\b", ours), [line for line in logged.splitlines() if API in line or READ in line]

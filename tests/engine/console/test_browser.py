@@ -147,6 +147,9 @@ def test_the_console_in_a_browser_on_a_live_worker(broker: str, workers: Any, un
         assert session and session["httpOnly"] is True and session["sameSite"] == "Strict" and session["path"] == "/console"
         assert "microseg_console=" not in driver.execute_script("return document.cookie")  # no script can read it
         assert READ not in session["value"]
+        driver.get(f"{base}/segments?token={READ}")  # a token in the URL: refused, session or not, and never logged
+        assert "never in the URL" in driver.find_element(By.TAG_NAME, "body").text
+        driver.get(f"{base}/segments")
 
         # segments: every segment with the worker's population, and the chart over the snapshots
         rows = {r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[1].text for r in driver.find_elements(By.CSS_SELECTOR, "#segments tbody tr")}
