@@ -53,14 +53,14 @@ REASONS = ("stale", "consent", "cooldown", "cap", "quiet", "global_holdout", "ho
 class Decision:
     """What ``decide`` concluded: at most one message to send (or one holdout record), the ones held
     back, the contact history after it and the pending decisions (message id -> ``[expires_at,
-    due]``, ``due`` the instant to re-decide, 0 when only an event can release it)."""
+    due, reason]``, ``due`` the instant to re-decide, 0 when only an event can release it)."""
 
     message: dict[str, Any] | None
     holdout: dict[str, Any] | None
     suppressed: tuple[dict[str, Any], ...]
     sends: tuple[tuple[float, str, str], ...]
     last_sent: Mapping[str, float]
-    pending: dict[str, list[float]]
+    pending: dict[str, list[Any]]
 
     def __init__(
         self,
@@ -69,7 +69,7 @@ class Decision:
         sends: tuple[tuple[float, str, str], ...] = (),
         last_sent: Mapping[str, float] | None = None,
         holdout: dict[str, Any] | None = None,
-        pending: dict[str, list[float]] | None = None,
+        pending: dict[str, list[Any]] | None = None,
     ) -> None:
         """Written out rather than generated: a compiled ``__init__`` is several times faster."""
         self.message = message
@@ -80,13 +80,32 @@ class Decision:
         self.pending = {} if pending is None else pending
 
 
-def pending_wake(pending: Mapping[str, list[float]]) -> float | None:
+def pending_wake(pending: Mapping[str, list[Any]]) -> float | None:
     """The earliest instant a pending decision is due for a re-decision (None: none is timed)."""
     best = math.inf
-    for _, due in pending.values():
+    for entry in pending.values():
+        due = entry[1]
         if 0 < due < best:
             best = due
     return None if best == math.inf else best
+
+
+def with_pending_wake(wake: float | None, pending: Mapping[str, list[Any]]) -> float | None:
+    """The customer's next wake-up: the rules' (``segments.timeline``) or a pending decision's, the earlier."""
+    due = pending_wake(pending)
+    return wake if due is None or (wake is not None and wake <= due) else due
+
+
+def redecide_now(pending: Mapping[str, list[Any]], t: float, dirty: frozenset[str] | None) -> bool:
+    """Whether an evaluation at ``t`` that read the DNA names ``dirty`` (None: all) can release a
+    pending decision: one is due (its cooldown ended, its cap window opened), it has expired (to
+    drop it), or consent may have changed for one held by consent."""
+    for expires, due, reason in pending.values():
+        if (0 < due <= t) or expires < t:
+            return True
+        if reason == "consent" and (dirty is None or "consented" in dirty or "unsubscribed" in dirty):
+            return True
+    return False
 
 
 def _eligible(ruleset: RuleSet, segments: tuple[str, ...], ctx: Any) -> list[tuple[Message, list[str]]]:
@@ -130,21 +149,22 @@ def decide(
     t: float,
     cause: str,
     now: float | None = None,
-    pending: Mapping[str, list[float]] | None = None,
+    pending: Mapping[str, list[Any]] | None = None,
     only_pending: bool = False,
     posterior: Any = None,
 ) -> Decision:
     """Pick at most one message for a customer at instant ``t`` (epoch seconds); pure, history
     passed in and out. ``now``: the processing clock (None or not finite: ``t``). ``pending``: the
     decisions held before; ``only_pending``: re-decide those only (a wake-up or an event that
-    changed no membership)."""
+    changed no membership). A pending decision held again for the reason it was held for is not
+    reported again (one suppression per reason, not one per evaluation)."""
     clock = t if now is None or not math.isfinite(now) or now < t else now
     recent = _sends(sends, t)
     before = {} if pending is None else pending
     candidates = _eligible(ruleset, segments, ctx)
     if only_pending:
         candidates = [pair for pair in candidates if pair[0].id in before]
-    kept: dict[str, list[float]] = {m.id: before[m.id] for m, _ in candidates if m.id in before and before[m.id][0] >= clock}
+    kept: dict[str, list[Any]] = {m.id: before[m.id] for m, _ in candidates if m.id in before and before[m.id][0] >= clock}
     if not candidates:
         return Decision(sends=recent, last_sent=last_sent, pending=kept)
     policy = ruleset.policy
@@ -152,6 +172,11 @@ def decide(
     timezone = dna.timezone
     at = iso(t)
     held: list[dict[str, Any]] = []
+
+    def hold(message: Message, reason: str) -> None:
+        if not (only_pending and before[message.id][2] == reason):
+            held.append(_suppressed(customer_id, message, reason, at))
+
     for message, matched in candidates:
         mid = message.id
         kept.pop(mid, None)
@@ -159,27 +184,27 @@ def decide(
         if only_pending:
             expires = before[mid][0]
         elif clock - t > message.valid_for_s + 86_400.0:  # stale whatever the quiet hours: skip the time zone work
-            held.append(_suppressed(customer_id, message, "stale", at))
+            hold(message, "stale")
             continue
         else:
             first = quiet_until(policy, t, timezone) if on_quiet == "defer" else None
             expires = (t if first is None else first) + message.valid_for_s
         s = clock
         if s > expires:
-            held.append(_suppressed(customer_id, message, "stale", at))
+            hold(message, "stale")
             continue
         order = preferred_order(policy, dna) if message.channel_order == ("preferred",) else message.channel_order
         allowed = [c for c in order if permitted(policy, dna, c)]
         if not allowed:
-            held.append(_suppressed(customer_id, message, "consent", at))
-            kept[mid] = [expires, 0.0]
+            hold(message, "consent")
+            kept[mid] = [expires, 0.0, "consent"]
             continue
         previous = last_sent.get(mid)
         if previous is not None and s < previous + message.cooldown_s:
-            held.append(_suppressed(customer_id, message, "cooldown", at))
+            hold(message, "cooldown")
             due = previous + message.cooldown_s
             if due <= expires:
-                kept[mid] = [expires, due]
+                kept[mid] = [expires, due, "cooldown"]
             continue
         channel = ""
         opens = math.inf
@@ -190,18 +215,18 @@ def decide(
                 break
             opens = min(opens, until)
         if not channel:
-            held.append(_suppressed(customer_id, message, "cap", at))
+            hold(message, "cap")
             if message.on_cap == "defer" and opens <= expires:
-                kept[mid] = [expires, opens]
+                kept[mid] = [expires, opens, "cap"]
             break
         end = quiet_until(policy, s, timezone)
         if end is not None:
             if on_quiet == "suppress":
-                held.append(_suppressed(customer_id, message, "quiet", at))
+                hold(message, "quiet")
                 break
             s = end
             if s > expires:
-                held.append(_suppressed(customer_id, message, "stale", at))
+                hold(message, "stale")
                 continue
         if message.send_at == "best_hour":
             best = best_hour_at(getattr(dna, "engaged_hours", None), s, expires, policy, timezone)

@@ -15,7 +15,7 @@ from typing import Any
 
 from microseg.schemas.events import Event
 from microseg.segments.changes import diff
-from microseg.segments.decide import decide, pending_wake
+from microseg.segments.decide import decide, redecide_now, with_pending_wake
 from microseg.segments.builtin_fields import BUILTINS
 from microseg.segments.dna import Dna, fold, fold_traits, is_duplicate, touched
 from microseg.segments.evaluate import dimension_reads, dna_code, evaluate_segments, expr_reads, ReaderIndex
@@ -114,9 +114,12 @@ class Core:
         the processing clock for decisions (``segments.decide``)."""
         ruleset = self.ruleset
         pending = state.pending
-        if dirty is not None and not pending and not self._segment_readers.stale(dirty) and not self._dimension_readers.stale(dirty):
+        redecide = bool(pending) and redecide_now(pending, t, dirty)
+        if dirty is not None and not redecide and not self._segment_readers.stale(dirty) and not self._dimension_readers.stale(dirty):
             wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
-            new = CustomerState(dna, state.segments, state.code, self.version, t, wake, state.sends, state.last_sent, state.offset, held=state.held)
+            if pending:
+                wake = with_pending_wake(wake, pending)
+            new = CustomerState(dna, state.segments, state.code, self.version, t, wake, state.sends, state.last_sent, state.offset, held=state.held, pending=pending)
             return StepResult(new)
         ctx = DnaView(dna, t, self.model, self._compute)
         segments = evaluate_segments(ruleset, ctx, previous=state.segments, dirty=dirty, readers=self._segment_readers)
@@ -129,7 +132,7 @@ class Core:
         messages: list[dict[str, Any]] = []
         suppressed: list[dict[str, Any]] = []
         holdouts: list[dict[str, Any]] = []
-        if (changes or pending) and ruleset.messages:
+        if (changes or redecide) and ruleset.messages:
             decision = decide(
                 ruleset, ctx, customer_id=customer_id, segments=segments, sends=sends, last_sent=last_sent, t=t, cause=cause,
                 now=now, pending=pending, only_pending=not changes, posterior=self.posterior,
@@ -146,9 +149,7 @@ class Core:
                 held = (held + [[t, h["message"], h["reason"]] for h in suppressed])[-HELD_KEPT:]
         wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
         if pending:
-            due = pending_wake(pending)
-            if due is not None and (wake is None or due < wake):
-                wake = due
+            wake = with_pending_wake(wake, pending)
         new = CustomerState(dna, segments, code, self.version, t, wake, sends, last_sent, state.offset, held=held, pending=pending)
         result = StepResult(new, changes, messages, suppressed)
         result.holdouts = holdouts

@@ -82,6 +82,8 @@ class Journey:
         self.states: dict[str, CustomerState] = {}
         self.changes: list[dict[str, Any]] = []
         self.messages: list[dict[str, Any]] = []
+        self.holdouts: list[dict[str, Any]] = []
+        """Decisions for customers in a control group (topic ``message-holdouts``)."""
         self.suppressed: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
         self._sent = 0
@@ -98,6 +100,7 @@ class Journey:
             self.states.update(states)
         self.changes += batch.changes
         self.messages += batch.messages
+        self.holdouts += batch.holdouts
         self.suppressed += batch.suppressed
         self.dead_letters += batch.dead_letters
 

@@ -147,7 +147,7 @@ def replay(
         stats.lines = chunk[-1].offset
     stats.events = stats.lines - stats.rejected
     if until is not None:
-        advance_all(pipeline, states, until, sink, stats, now=clock)
+        advance_all(pipeline, states, until, sink, stats, now=max(clock, until))  # time has run on to until: the clock too
     return stats, states
 
 

@@ -107,6 +107,8 @@ class CountingSink:
         self.moves: Counter[tuple[str, str]] = Counter()
         self.causes: Counter[str] = Counter()
         self.message_counts: Counter[str] = Counter()
+        self.held: Counter[tuple[str, str]] = Counter()
+        """(message, reason) of every decision held back, holdouts included."""
         self.rejected = 0
         self.flaps = FlapCounter()
 
@@ -120,8 +122,30 @@ class CountingSink:
         for record in records:
             self.message_counts[record["message"]] += 1
 
+    def suppressed(self, records: Any) -> None:
+        for record in records:
+            self.held[(record["message"], record["reason"])] += 1
+
+    def holdouts(self, records: Any) -> None:
+        """Counted with the suppressions (reasons ``holdout``, ``global_holdout``)."""
+
     def dead_letter(self, record: Any) -> None:
         self.rejected += 1
+
+
+def message_table(ruleset: Any, sink: CountingSink) -> Any:
+    """Per message: decisions sent and held back by reason (``segments.decide.REASONS``), as if
+    every decision were made live at its own time."""
+    from rich.table import Table
+
+    from microseg.segments.decide import REASONS
+
+    table = Table(title="Messages (decisions as if made live at their own time)")
+    for column in ("message", "decided", *REASONS):
+        table.add_column(column, justify="left" if column == "message" else "right")
+    for message in ruleset.messages:
+        table.add_row(message.id, f"{sink.message_counts[message.id]:,}", *(f"{sink.held[(message.id, r)]:,}" for r in REASONS))
+    return table
 
 
 def _cell_histogram(sizes: Counter[str]) -> list[tuple[str, int]]:
@@ -210,6 +234,8 @@ def rules_preview(
         f"({sink.causes['tick']:,} by time alone), {sink.moves[('micro', 'moved')]:,} micro moves; "
         f"messages: {messages}; rejected lines: {stats.rejected:,}"
     )
+    if ruleset.messages:
+        console.print(message_table(ruleset, sink))
     if ruleset.traits:
         console.print(_trait_table(core, states, iso(instant)))
     if (flapping := flap_table(sink.flaps)) is not None:
