@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     posterior_lead_s: float = Field(30.0, ge=0, description="a snapshot takes effect this long after it is cut (event time), so every worker has it first")
     posterior_publish_s: float = Field(10.0, gt=0, description="how often each worker publishes its partitions' variant totals")
     changelog_topic: str = "microseg-dna-changelog"
+    identity_topic: str = Field(
+        "microseg-identity", description="records moving between partitions for identity (linked visitors' events, identify hand-overs); partitioned like the input"
+    )
     erasure_audit_topic: str = "customer-erasures-audit"
     memberships_topic: str = "segment-memberships"
     memberships: bool = Field(True, description="publish current memberships to the compacted memberships topic (key customer_id|segment, tombstone on exit)")
@@ -181,7 +184,7 @@ class Settings(BaseSettings):
     @property
     def topic_names(self) -> tuple[str, ...]:
         """The topics partitioned like the input (rules and models topics excluded: they have one partition)."""
-        return (self.input_topic, self.changes_topic, self.messages_topic, self.holdouts_topic, self.dlq_topic, self.changelog_topic)
+        return (self.input_topic, self.changes_topic, self.messages_topic, self.holdouts_topic, self.dlq_topic, self.changelog_topic, self.identity_topic)
 
     def web_url(self) -> str:
         """Where other workers reach this worker's web endpoints (``advertised_url``, or derived from the bind)."""

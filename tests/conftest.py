@@ -57,6 +57,7 @@ def topic_env(prefix: str) -> dict[str, str]:
         "MICROSEG_POSTERIORS_TOPIC": f"{prefix}-posteriors",
         "MICROSEG_POSTERIOR_COUNTS_TOPIC": f"{prefix}-posterior-counts",
         "MICROSEG_CHANGELOG_TOPIC": f"{prefix}-changelog",
+        "MICROSEG_IDENTITY_TOPIC": f"{prefix}-identity",
         "MICROSEG_ERASURE_AUDIT_TOPIC": f"{prefix}-erasures-audit",
         "MICROSEG_GROUP_ID": f"{prefix}-group",
     }

@@ -77,7 +77,9 @@ async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, 
     assignor = CopartitionedAssignor(settings.web_url())
     runtime.routes = assignor  # who owns which partition: requests for others are routed there
     consumer = input_consumer(settings, bootstrap, assignor)
-    consumer.subscribe([topic], listener=_Rebalance(runtime, topic))
+    # the identity topic is co-partitioned with the input (the assignor deals partition numbers):
+    # partition p of both, and the DNA store's partition p, are one task (engine.worker.resolution)
+    consumer.subscribe([topic, settings.identity_topic], listener=_Rebalance(runtime, topic))
     await runtime.start()
     await consumer.start()
     runtime.highwater = lambda partition: consumer.highwater(TopicPartition(topic, partition))
@@ -86,9 +88,13 @@ async def consume_forever(settings: Settings, bootstrap: str, runtime: Runtime, 
     runtime.health.posteriors_end = await _rules_end(consumer, settings.posteriors_topic)
     retry_rules_end = time.monotonic() + 5
 
-    async def commit(offsets: dict[int, int]) -> None:
+    async def commit(offsets: dict[int, int], side: dict[int, int] | None = None) -> None:
+        """The input's next offsets, and ``side``: the identity topic's."""
         try:
-            await consumer.commit({TopicPartition(topic, p): o for p, o in offsets.items()})
+            committed = {TopicPartition(topic, p): o for p, o in offsets.items()}
+            if side:
+                committed.update({TopicPartition(settings.identity_topic, p): o for p, o in side.items()})
+            await consumer.commit(committed)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("offset commit refused during a rebalance (%s); the new owner re-reads those records", exc)
 

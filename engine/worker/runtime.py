@@ -36,6 +36,7 @@ from microseg.engine.worker.delivery import OutputSink
 from microseg.engine.worker.health import Health
 from microseg.engine.worker.metrics import Metrics, observe_many
 from microseg.engine.worker.posteriors import COUNTS_KEY, Posteriors, attach
+from microseg.engine.worker.resolution import IdentityStage
 from microseg.engine.worker.tasks import PartitionTasks
 
 __all__ = ["Runtime"]
@@ -67,6 +68,8 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.tasks = PartitionTasks(Core(ruleset, model), store, input_topic=settings.input_topic)
+        self.identity = IdentityStage(self.tasks, input_topic=settings.input_topic, identity_topic=settings.identity_topic, partitions=settings.partitions)
+        """Identity across partitions (``engine.worker.resolution``): the alias table, hand-overs through the identity topic."""
         self.posteriors = Posteriors(lead_s=settings.posterior_lead_s)
         """The message variants' shared posterior (``engine.worker.posteriors``): this worker's
         partitions' totals, everyone's published totals, and the snapshots decisions read."""
@@ -223,16 +226,19 @@ class Runtime:
             for partition in {r.partition for r in records}:
                 await self._ensure_ready(partition)
             stepped = time.perf_counter()
-            out = self.tasks.process(records, self.clock())
+            out, forwards = self.identity.process(records, self.clock())
             if records:
                 self.metrics.processing_seconds.observe((time.perf_counter() - stepped) / len(records))
-            await self._deliver(out)
+            await self._deliver(out, forwards)
             offsets: dict[int, int] = {}
+            side: dict[int, int] = {}
+            identity_topic = self.settings.identity_topic
             for record in records:
-                if record.offset >= offsets.get(record.partition, -1):
-                    offsets[record.partition] = record.offset + 1
+                into = side if getattr(record, "topic", None) == identity_topic else offsets
+                if record.offset >= into.get(record.partition, -1):
+                    into[record.partition] = record.offset + 1
             if commit is not None:
-                await commit(offsets)
+                await (commit(offsets, side) if side else commit(offsets))  # type: ignore[call-arg]
             self.positions.update(offsets)
             self.batches += 1
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -247,10 +253,17 @@ class Runtime:
                 await self._deliver(out)
             return out
 
-    async def _deliver(self, out: Batch) -> None:
-        """Outputs first, then state: a crash between the two re-emits the same records (same ids)."""
+    async def _deliver(self, out: Batch, forwards: list[Any] | None = None) -> None:
+        """Outputs first, then state: a crash between the two re-emits the same records (same ids).
+        ``forwards``: records for the identity topic (``engine.worker.resolution``), sent with the outputs."""
         if len(out):
             await self.sink.deliver(out)
+        if forwards:
+            writer = getattr(self.sink, "writer", None)
+            if writer is None:
+                raise RuntimeError("this output sink cannot send to the identity topic; identity across partitions needs the Kafka sink")
+            await asyncio.gather(*await writer.send(self.settings.identity_topic, forwards))
+            self.identity.after_delivery(forwards)
         if out.erasures:  # audited before the erasure is stored: at least once, never after the fact
             records = self.audit.of_batch(out.erasures, out.changes, now=self.clock(), rules_version=self.ruleset.version)
             await self.sink.audit(records)
@@ -392,9 +405,10 @@ class Runtime:
             "next_wake": iso(state.wake) if state.wake is not None else None,
             "recent_messages": [{"message": s[1], "send_at": iso(float(s[0])), "channel": s[2] if len(s) > 2 else None} for s in state.sends],
             "held_back": [{"message": m, "reason": r, "at": iso(float(t))} for t, m, r in state.held],
+            "aliases": self.identity.aliases(partition, customer_id),
             "pending_messages": [
-                {"message": m, "held_for": entry[2], "expires_at": iso(float(entry[0])), "redecide_at": iso(float(entry[1])) if entry[1] > 0 else None}
-                for m, entry in sorted(state.pending.items())
+                {"message": m, "expires_at": iso(float(expires)), "redecide_at": iso(float(due)) if due > 0 else None}
+                for m, (expires, due) in sorted(state.pending.items())
             ],
         }
 
