@@ -13,7 +13,6 @@ Every number is this worker's: the partitions it owns, as ``/segments`` and ``/m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -28,13 +27,14 @@ from microseg.segments.language.errors import RuleError
 from microseg.segments.view import iso
 
 from microseg.engine.console import readings
-from microseg.engine.console.access import SESSION_KEY, Access, cookie_flags
+from microseg.engine.console.access import SESSION_KEY, cookie_flags
 from microseg.engine.console.candidates import candidate_dirs, diff, find_candidate, load_candidate, problems_of
-from microseg.engine.console.census import Census, cell_histogram
+from microseg.engine.console.census import cell_histogram
 from microseg.engine.console.census import members as census_members
-from microseg.engine.console.history import History, Moves, Snapshot
-from microseg.engine.console.prometheus import Prometheus, PrometheusError
-from microseg.engine.console.session import COOKIE, LOGIN_COOKIE, LOGIN_S, Sessions
+from microseg.engine.console.context import Console
+from microseg.engine.console.history import Moves, Snapshot
+from microseg.engine.console.prometheus import PrometheusError
+from microseg.engine.console.session import COOKIE, LOGIN_COOKIE, LOGIN_S
 from microseg.engine.model_in_use import ModelInUse
 from microseg.engine.settings import Settings
 from microseg.engine.kafka.broker import check_reachable
@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/console"
 HERE = Path(__file__).parent
-RECENT_S = 5.0
-"""How often the ops page's throughput samples are taken (kept for 30 minutes, in memory)."""
 PAGE_SIZES = (25, 100, 500)
 CHARTED = 8
 """Segments drawn on the overview chart: the largest now (each segment's page has its own)."""
@@ -59,70 +57,6 @@ MOVES_SHOWN = 12
 """Intervals listed under a segment's entries and exits chart, newest first."""
 
 CONSOLE = web.AppKey("console", object)
-
-
-class Console:
-    """The console's state: the worker's runtime, settings, the access checks and the histories."""
-
-    def __init__(self, settings: Settings, runtime: Any, bootstrap: str, guard: Guard) -> None:
-        self.settings = settings
-        self.runtime = runtime
-        self.bootstrap = bootstrap
-        self.sessions = Sessions(settings.api_token, settings.read_token)
-        self.access = Access(guard, self.sessions, PREFIX, lambda reason: runtime.metrics.api_refused.labels(reason=reason).inc())
-        self.history = History(settings.console_snapshots, Path(settings.data_dir) / "console" / "snapshots.json")
-        self.recent = History(int(1800 / RECENT_S))
-        self.census = Census(runtime)
-        self.prometheus = Prometheus(settings.console_prometheus_url) if settings.console_prometheus_url else None
-        self.candidates_root = settings.console_candidates_dir or Path(settings.data_dir) / "candidates"
-        self._tasks: list[asyncio.Task[None]] = []
-
-    # -- snapshots --------------------------------------------------------------------------
-
-    def now(self) -> Snapshot:
-        """The worker's segments at this instant, shaped like a stored snapshot (not stored)."""
-        metrics = self.runtime.metrics
-        moves = {(s, d): n for (s, d), n in readings.by_labels(metrics.transitions, "segment", "direction").items()}
-        return Snapshot(
-            time.time(), self.runtime.segment_populations(),
-            {s: int(n) for (s, d), n in moves.items() if d == "entered"}, {s: int(n) for (s, d), n in moves.items() if d == "exited"},
-            int(readings.total(metrics.events)), self.runtime.ruleset.version,
-        )
-
-    def _take(self, history: History) -> None:
-        now = self.now()
-        moves = {**{(s, "entered"): n for s, n in now.entries.items()}, **{(s, "exited"): n for s, n in now.exits.items()}}
-        history.take(now.t, now.populations, moves, now.events, now.rules_version)
-
-    async def _snapshots(self) -> None:
-        """A snapshot once the worker is ready (or after one interval), then one every interval."""
-        interval = self.settings.console_snapshot_s
-        waited = 0.0
-        while waited < interval and not self.runtime.readiness()[0]:
-            await asyncio.sleep(1.0)
-            waited += 1.0
-        while True:
-            try:
-                self._take(self.history)
-            except Exception:  # noqa: BLE001 - a snapshot lost is a gap in a chart, never a crash
-                log.warning("console snapshot failed", exc_info=True)
-            await asyncio.sleep(interval)
-
-    async def _recent(self) -> None:
-        while True:
-            with contextlib.suppress(Exception):
-                self._take(self.recent)
-            await asyncio.sleep(RECENT_S)
-
-    async def start(self, app: web.Application) -> None:
-        self._tasks = [asyncio.ensure_future(self._snapshots()), asyncio.ensure_future(self._recent())]
-
-    async def stop(self, app: web.Application) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
 
 
 def _console(request: web.Request) -> Console:
@@ -148,6 +82,8 @@ def _page(request: web.Request, template: str, context: dict[str, Any], status: 
 
 async def login_form(request: web.Request) -> web.Response:
     console = _console(request)
+    if not console.access.guard.enabled:  # no token configured (loopback only): nothing to log in with
+        raise web.HTTPFound(f"{PREFIX}/segments")
     nonce = console.sessions.login_nonce()
     nxt = request.query.get("next", "")
     response = aiohttp_jinja2.render_template(
@@ -454,7 +390,7 @@ def _filters(env: jinja2.Environment) -> None:
 
 def console_app(settings: Settings, runtime: Any, bootstrap: str, guard: Guard) -> web.Application:
     """The console as an aiohttp application (mounted under ``PREFIX``)."""
-    console = Console(settings, runtime, bootstrap, guard)
+    console = Console(settings, runtime, bootstrap, guard, PREFIX)
     app = web.Application(middlewares=[console.access.middleware])
     app[CONSOLE] = console
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=jinja2.select_autoescape(default=True))

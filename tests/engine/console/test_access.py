@@ -228,6 +228,7 @@ def test_the_pages_show_the_workers_data(tmp_path: Path) -> None:
 
 def test_without_any_token_on_loopback_the_console_is_open_and_posts_still_need_csrf(tmp_path: Path) -> None:
     async def test(client: TestClient, rt: Runtime) -> None:
+        assert (await client.get("/console/login", allow_redirects=False)).headers["Location"] == "/console/segments"
         page = await client.get("/console/customers/c1")
         assert page.status == 200 and "erase-form" in await page.text()
         assert (await client.post("/console/customers/c1/erase", data={})).status == 403
