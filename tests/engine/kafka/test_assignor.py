@@ -6,6 +6,7 @@ import itertools
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -80,3 +81,47 @@ def test_the_metadata_carries_the_url_and_the_partitions_owned() -> None:
     meta = assignor.metadata({"events"})
     assert orjson.loads(meta.user_data) == {"v": 1, "url": "http://w9:1", "owned": [1, 3]}
     assert meta.subscription == ["events"]
+
+
+@pytest.mark.broker
+def test_the_embedded_broker_passes_assignor_user_data_both_ways(broker: str) -> None:
+    """Tansu 0.6.0: the leader sees every member's URL (JoinGroup metadata), and every member
+    receives the leader's table (SyncGroup assignment user data) with its own partitions."""
+    import asyncio
+    import time
+
+    from aiokafka import AIOKafkaConsumer
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    topic, group = f"assignor-{time.time_ns()}", f"assignor-group-{time.time_ns()}"
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    admin.create_topics([NewTopic(topic, 6, 1)])
+    admin.close()
+
+    async def go() -> list[CopartitionedAssignor]:
+        assignors = [CopartitionedAssignor("http://w1:1"), CopartitionedAssignor("http://w2:2")]
+        consumers = []
+        for assignor in assignors:
+            consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=group, partition_assignment_strategy=(assignor,), heartbeat_interval_ms=300)
+            consumer.subscribe([topic])
+            await consumer.start()
+            consumers.append(consumer)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                await asyncio.gather(*(c.getmany(timeout_ms=200) for c in consumers))
+                tables = [a.urls.get(topic, []) for a in assignors]
+                if all(set(t) == {"http://w1:1", "http://w2:2"} for t in tables) and tables[0] == tables[1]:
+                    if all(a.owned == {tp.partition for tp in c.assignment()} for a, c in zip(assignors, consumers)):
+                        break
+        finally:
+            for consumer in consumers:
+                await consumer.stop()
+        return assignors
+
+    first, second = asyncio.run(go())
+    assert first.urls[topic] == second.urls[topic] and len(first.urls[topic]) == 6
+    assert {p for p, url in enumerate(first.urls[topic]) if url == "http://w1:1"} == first.owned
+    assert {p for p, url in enumerate(first.urls[topic]) if url == "http://w2:2"} == second.owned
+    assert len(first.owned) == len(second.owned) == 3
