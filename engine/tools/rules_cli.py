@@ -91,7 +91,10 @@ def sizes_as_of(core: Any, events: Path, as_of: float | None, sink: Any) -> tupl
     if instant is None:
         _fail(f"{events}: no event with a readable ts; nothing to evaluate")
     skipped = [0]
-    stats, states = replay(_lines_until(events, instant, skipped), core, sink, until=instant, source=str(events), now=math.inf)
+    from microseg.engine.tools.replay import read_lines
+
+    lines = read_lines(str(events)) if as_of is None else _lines_until(events, instant, skipped)  # nothing is after the newest
+    stats, states = replay(lines, core, sink, until=instant, source=str(events), now=math.inf)
     return stats, states, instant, skipped[0]
 
 
