@@ -12,7 +12,9 @@ import typer
 from microseg.engine.startup import packaged_rules_dir
 from microseg.engine.tools.fit import fit_command
 from microseg.engine.tools.audiences import export_app
+from microseg.engine.tools.explain import explain_command
 from microseg.engine.tools.importer import import_command
+from microseg.engine.tools.version import print_version
 from microseg.engine.tools.rules_cli import rules_diff, rules_history, rules_preview, rules_rollback, rules_test
 from microseg.engine.tools.simulator import simulate_command
 from microseg.engine.tools.uplift_command import uplift_command
@@ -25,13 +27,16 @@ app.add_typer(report_app, name="report")
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=print_version, help="Print the version and exit.")] = False,
+) -> None:
     """microseg command line."""
 
 
 app.command("simulate")(simulate_command)
 app.command("fit")(fit_command)
 app.command("import")(import_command)
+app.command("explain")(explain_command)
 app.add_typer(export_app, name="export")
 rules_app.command("preview")(rules_preview)
 rules_app.command("diff")(rules_diff)
@@ -181,16 +186,10 @@ def replay_command(
     if json_summary:
         typer.echo(orjson.dumps(summary).decode())
         return
-    typer.echo(
-        f"{stats.lines} lines: {stats.events} events, {stats.rejected} rejected, {stats.duplicates} duplicates; "
-        f"{stats.changes} segment changes, {stats.messages} messages, suppressed {dict(stats.suppressed) or 0}",
-        err=True,
-    )
-    typer.echo(
-        f"{summary['events_per_s']} lines/s over {seconds:.2f}s; {len(states)} customers, state bytes "
-        f"mean {summary['state_bytes_mean']} p50 {summary['state_bytes_p50']} max {summary['state_bytes_max']}; rules {ruleset.version}, model {summary['model']}",
-        err=True,
-    )
+    from microseg.engine.tools.summaries import replay_summary_lines
+
+    for line in replay_summary_lines(summary):
+        typer.echo(line, err=True)
 
 
 @rules_app.command("check")
@@ -234,6 +233,18 @@ def schema_command(
         typer.echo(str(path))
 
 
+def _bootstrap(settings: Any) -> str:
+    """The workers' broker for commands that send to it (``engine.tools.produce.configured_bootstrap``)."""
+    from microseg.engine.tools.produce import configured_bootstrap
+    from microseg.errors import ConfigError
+
+    try:
+        return configured_bootstrap(settings)
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise
+
+
 def _settings(**overrides: Any) -> Any:
     from microseg.engine.settings import load_settings
     from microseg.errors import ConfigError
@@ -245,6 +256,13 @@ def _settings(**overrides: Any) -> Any:
 
 
 BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="kafka://host:port[,host:port] (default: MICROSEG_BROKER, else an embedded broker).")]
+TargetBrokerOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--broker",
+        help="The workers' broker, kafka://host:port[,host:port] (default: MICROSEG_BROKER, else the embedded broker of a 'microseg worker' running with the same MICROSEG_DATA_DIR).",
+    ),
+]
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where DNA state lives (MICROSEG_DATA_DIR).")]
 PartitionsOpt = Annotated[Optional[int], typer.Option("--partitions", help="Input partitions (MICROSEG_PARTITIONS).")]
 
@@ -293,22 +311,21 @@ def demo_command(
 @app.command("produce")
 def produce_command(
     events: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Events, one JSON object per line.")],
-    broker: BrokerOpt = None,
+    broker: TargetBrokerOpt = None,
     rate: Annotated[float, typer.Option("--rate", help="Events per second (0 = as fast as possible).")] = 0.0,
 ) -> None:
     """Send events to the input topic, keyed by customer_id."""
     from microseg.engine.tools.produce import produce_file
 
     settings = _settings(broker=broker)
-    if settings.broker is None:
-        _fail("no broker configured: set MICROSEG_BROKER or --broker (the embedded broker lives inside 'microseg worker')")
+    bootstrap = _bootstrap(settings)
     from microseg.errors import MicrosegError
 
     bar, advance = _progress(events)
     if bar is not None:
         bar.start()
     try:
-        summary = produce_file(settings, ",".join(settings.bootstrap_servers), events, rate=rate, on_line=advance)
+        summary = produce_file(settings, bootstrap, events, rate=rate, on_line=advance)
     except MicrosegError as exc:
         if bar is not None:
             bar.stop()
@@ -327,19 +344,18 @@ def produce_command(
 @rules_app.command("publish")
 def rules_publish(
     directory: Annotated[Path, typer.Argument(file_okay=False, exists=True, help="Directory of *.yaml rule files.")],
-    broker: BrokerOpt = None,
+    broker: TargetBrokerOpt = None,
 ) -> None:
     """Validate rule files and publish them as a new rules version to every running worker."""
     from microseg.engine.worker.rules_topic import publish_rules
 
     ruleset = _load_ruleset(directory)
     settings = _settings(broker=broker)
-    if settings.broker is None:
-        _fail("no broker configured: set MICROSEG_BROKER or --broker to the workers' broker")
+    bootstrap = _bootstrap(settings)
     from microseg.errors import MicrosegError
 
     try:
-        version = publish_rules(settings, ",".join(settings.bootstrap_servers), directory)
+        version = publish_rules(settings, bootstrap, directory)
     except MicrosegError as exc:
         _fail(str(exc))
     assert version == ruleset.version
@@ -353,7 +369,7 @@ app.add_typer(model_app, name="model")
 @model_app.command("publish")
 def model_publish(
     path: Annotated[Path, typer.Argument(dir_okay=False, exists=True, help="Model file written by 'microseg fit'.")],
-    broker: BrokerOpt = None,
+    broker: TargetBrokerOpt = None,
 ) -> None:
     """Validate a model file and publish it to every running worker (re-evaluation with cause model:<version>)."""
     from microseg.engine.model_in_use import FIT_FOR_WORKER, ModelInUse
@@ -361,10 +377,9 @@ def model_publish(
     from microseg.errors import MicrosegError
 
     settings = _settings(broker=broker)
-    if settings.broker is None:
-        _fail("no broker configured: set MICROSEG_BROKER or --broker to the workers' broker")
+    bootstrap = _bootstrap(settings)
     try:
-        model = publish_model(settings, ",".join(settings.bootstrap_servers), path)
+        model = publish_model(settings, bootstrap, path)
     except MicrosegError as exc:
         _fail(str(exc))
     in_use = ModelInUse(model, f"file {path}")
@@ -399,30 +414,6 @@ def model_show(
     except MicrosegError as exc:
         _fail(str(exc))
     typer.echo(json.dumps(in_use.describe(), indent=2))
-
-
-@app.command("explain")
-def explain_command(
-    customer_id: Annotated[str, typer.Argument(help="The customer to explain.")],
-    url: Annotated[Optional[str], typer.Option("--url", help="Worker base URL (default http://MICROSEG_WEB_HOST:MICROSEG_WEB_PORT).")] = None,
-) -> None:
-    """DNA, segments, DNA code and why, from a running worker."""
-    import urllib.error
-    import urllib.request
-
-    settings = _settings()
-    base = url or f"http://{settings.web_host}:{settings.web_port}"
-    request = urllib.request.Request(f"{base}/customers/{customer_id}")
-    token = settings.read_token or settings.api_token  # the least power that can read
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token.get_secret_value()}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            typer.echo(response.read().decode())
-    except urllib.error.HTTPError as exc:
-        _fail(f"{exc.code}: {exc.read().decode(errors='replace')}", 1)
-    except urllib.error.URLError as exc:
-        _fail(f"no worker answers at {base} ({exc.reason}); start one with 'microseg worker'")
 
 
 @app.command("bench")

@@ -40,12 +40,24 @@ def _key(line: bytes) -> bytes | None:
     return customer.encode() if isinstance(customer, str) and customer else None
 
 
+NO_BROKER = (
+    "no broker configured and no worker with an embedded broker in {data_dir}: set MICROSEG_BROKER or --broker "
+    "to the workers' broker, or start 'microseg worker' with the same MICROSEG_DATA_DIR (it logs 'broker HOST:PORT (embedded)')"
+)
+
+
 def configured_bootstrap(settings: Settings) -> str:
-    """The configured brokers as one ``host:port,...`` string; raises ``ConfigError`` when none is
-    configured (the embedded broker lives inside ``microseg worker``, nothing outside can reach it)."""
-    if settings.bootstrap_servers is None:
-        raise ConfigError("no broker configured: set MICROSEG_BROKER or --broker (the embedded broker lives inside 'microseg worker')")
-    return ",".join(settings.bootstrap_servers)
+    """The brokers as one ``host:port,...`` string: the configured ones, else the embedded broker of a
+    worker running with the same data directory (``engine.kafka.local_broker``); raises
+    ``ConfigError`` saying both ways when there is neither."""
+    if settings.bootstrap_servers is not None:
+        return ",".join(settings.bootstrap_servers)
+    from microseg.engine.kafka.local_broker import find
+
+    found = find(settings.data_dir)
+    if found is None:
+        raise ConfigError(NO_BROKER.format(data_dir=settings.data_dir))
+    return found
 
 
 def produce_lines(settings: Settings, bootstrap: str, lines: Iterable[bytes], *, rate: float = 0.0, on_line: Callable[[int], None] | None = None) -> ProduceSummary:

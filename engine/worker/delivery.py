@@ -25,7 +25,25 @@ from microseg.segments.pipeline import Batch
 from microseg.engine.kafka.clients import SharedProducer
 from microseg.engine.settings import Settings
 
-__all__ = ["OutputSink", "KafkaSink", "MemorySink", "OutputWriter", "membership_records"]
+__all__ = ["OutputSink", "KafkaSink", "MemorySink", "OutputWriter", "membership_records", "dead_letter_key"]
+
+
+def dead_letter_key(letter: dict[str, Any]) -> bytes | None:
+    """The key of a dead letter on the DLQ topic: the rejected record's ``customer_id`` (else its
+    ``anonymous_id``, as the other output topics key) when its raw text parsed as a JSON object
+    with a non-empty string there, so one customer's rejects share a partition and can be looked
+    up by key; None for text that is not such an object (broken JSON, an array, no id)."""
+    try:
+        found = orjson.loads(letter["raw"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(found, dict):
+        return None
+    for name in ("customer_id", "anonymous_id"):
+        value = found.get(name)
+        if isinstance(value, str) and value:
+            return value.encode()
+    return None
 
 
 class OutputSink(Protocol):
@@ -148,7 +166,7 @@ class KafkaSink:
         if batch.holdouts:  # control groups: their own topic, so nothing that sends what it reads can message them
             futures += await send(settings.holdouts_topic, (((h["customer_id"] or h.get("anonymous_id") or "").encode(), h) for h in batch.holdouts))
         if batch.dead_letters:
-            futures += await send(settings.dlq_topic, ((None, d) for d in batch.dead_letters))
+            futures += await send(settings.dlq_topic, ((dead_letter_key(d), d) for d in batch.dead_letters))
         if batch.changes and settings.memberships:
             futures += await send(settings.memberships_topic, membership_records(batch.changes), route=_customer_of)
         if futures:

@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+from microseg.engine.kafka import local_broker
 from microseg.engine.kafka.broker import broker_for, topic_id
 from microseg.errors import ConfigError
 from microseg.engine.settings import Settings
@@ -55,6 +56,8 @@ def run_worker(settings: Settings) -> int:
         pass
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     with broker_for(settings) as endpoint:
+        if endpoint.embedded:  # so that produce / rules publish run next to this worker find it
+            local_broker.remember(settings.data_dir, endpoint.bootstrap)
         log.info("broker %s (%s), rules %s, %d partitions", endpoint.bootstrap, "embedded" if endpoint.embedded else "configured", ruleset.version, settings.partitions)
         log.info("%s; a model published on %s replaces it", in_use.line(), settings.models_topic)
         if (warning := in_use.demo_warning(FIT_FOR_WORKER)) is not None:
@@ -82,6 +85,8 @@ def run_worker(settings: Settings) -> int:
             worker.execute_from_commandline()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if endpoint.embedded:
+            local_broker.forget(settings.data_dir, endpoint.bootstrap)
         log.info(app.progress.stopped(code))  # type: ignore[attr-defined]
     return code
 
