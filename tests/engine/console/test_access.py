@@ -176,6 +176,9 @@ def test_posts_need_the_sessions_csrf_token_and_actions_the_api_token(tmp_path: 
         assert (await client.post("/console/customers/c1/erase", data={})).status == 403
         assert (await client.post("/console/customers/c1/erase", data={"csrf": "wrong"})).status == 403
         assert read_csrf and (await client.post("/console/customers/c1/erase", data={"csrf": read_csrf})).status == 403
+        assert (await client.post("/console/rules/publish", data={"csrf": read_csrf, "candidate": "x"})).status == 403
+        assert (await client.post("/console/rules/rollback", data={"csrf": read_csrf, "version": "x"})).status == 403
+        assert (await client.post("/console/rules/rollback", data={"version": "x"})).status == 403
         assert rt.erasure_status("c1")[0] == "known"
         client.session.cookie_jar.clear()
         assert (await _login(client, API)).status == 303
