@@ -107,7 +107,7 @@ class Board:
         if change_id in self.seen_ids:
             return
         self.seen_ids.add(change_id)
-        customer = str(record.get("customer_id", "?"))
+        customer = str(record.get("customer_id") or (f"anonymous {record['anonymous_id']}" if record.get("anonymous_id") else "?"))
         segment = str(record.get("segment", "?"))
         cause = str(record.get("cause", "?"))
         if cause == "tick":

@@ -34,13 +34,13 @@ def produce_live(settings: Settings, bootstrap: str, options: DemoOptions, board
     topic = settings.input_topic
     sent = 0
     try:
-        for due, event in live(options.customers, options.rate, options.seed, lambda: datetime.now(timezone.utc)):
+        for due, event in live(options.customers, options.rate, options.seed, lambda: datetime.now(timezone.utc), anonymous=True):
             delay = due.timestamp() - time.time()
             if delay > 0.002 and stop.wait(delay):
                 break
             if stop.is_set():
                 break
-            producer.send(topic, key=str(event["customer_id"]).encode(), value=orjson.dumps(event))
+            producer.send(topic, key=str(event.get("customer_id") or event["anonymous_id"]).encode(), value=orjson.dumps(event))
             sent += 1
             if sent % 64 == 0 or delay > 0:
                 board.produced = sent

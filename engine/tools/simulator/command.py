@@ -71,6 +71,7 @@ def simulate_command(
     rate: Annotated[float, typer.Option("--rate", min=0.0, help="With --to-topic: events per second (0 = as fast as possible).")] = 0.0,
     personas: Annotated[str | None, typer.Option("--personas", help="Persona weights, e.g. loyal_regular=2,new_browser=1.")] = None,
     inject_bad: Annotated[float, typer.Option("--inject-bad", min=0.0, max=1.0, help="Share of malformed lines to mix in (demos).")] = 0.0,
+    anonymous: Annotated[bool, typer.Option("--anonymous", help="Prospects browse as anonymous visitors (anonymous_id) until they sign up; an identify then links them.")] = False,
 ) -> None:
     """Realistic synthetic customer journeys (personas) as CONTRACT §1 events, in event-time order."""
     moment = _parse_start(start)
@@ -80,7 +81,7 @@ def simulate_command(
         raise typer.BadParameter(str(exc), param_hint="--personas") from None
     if out is not None and to_topic:
         raise typer.BadParameter("use either --out or --to-topic", param_hint="--to-topic")
-    lines = simulate_lines(customers, days, seed, moment, weights, inject_bad)
+    lines = simulate_lines(customers, days, seed, moment, weights, inject_bad, anonymous=anonymous)
     if to_topic:
         _send(lines, broker, rate)
         return

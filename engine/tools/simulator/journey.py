@@ -48,7 +48,7 @@ class CustomerJourney:
     __slots__ = (
         "idx", "cid", "p", "w", "r", "tz", "off", "zone", "currency", "country", "start", "quiet_at",
         "erase_at", "pend", "seq", "orders", "last_channel", "favs", "consent", "preferred", "tier",
-        "mix_names", "mix_cum", "exp_visits", "exp_support", "switch_count", "account",
+        "mix_names", "mix_cum", "exp_visits", "exp_support", "switch_count", "account", "prospect",
     )
 
     def __init__(self, idx: int, persona: Persona, world: World, start: int, zone: tuple[str, str, str, float]) -> None:
@@ -92,6 +92,7 @@ class CustomerJourney:
         self.exp_visits = math.exp(-persona.visits_per_day)
         self.exp_support = math.exp(-persona.support_per_day)
         self.account = r() >= persona.anon_p
+        self.prospect = not self.account  # browses without an account first (simulator.identities)
 
     def emit(self, ts: int, kind: str, channel: str | None, device: str | None, props: dict[str, Any]) -> None:
         self.seq += 1

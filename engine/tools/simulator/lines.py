@@ -16,7 +16,7 @@ __all__ = ["simulate_lines", "corrupt_line"]
 
 
 def simulate_lines(customers: int, days: int, seed: int, start: datetime,
-                   personas: Mapping[str, float] | None = None, inject_bad: float = 0.0) -> Iterator[bytes]:
+                   personas: Mapping[str, float] | None = None, inject_bad: float = 0.0, *, anonymous: bool = False) -> Iterator[bytes]:
     """JSON lines (each ending in ``\\n``) of ``simulate``; ``inject_bad`` mixes in that share of malformed ones.
 
     Bad lines come from their own random source, so the good lines are the same with or without them.
@@ -25,7 +25,7 @@ def simulate_lines(customers: int, days: int, seed: int, start: datetime,
         raise ConfigError(f"inject_bad must be within 0..1, got {inject_bad}")
     dumps = orjson.dumps
     nl = orjson.OPT_APPEND_NEWLINE
-    events = simulate(customers, days, seed, start, personas)
+    events = simulate(customers, days, seed, start, personas, anonymous=anonymous)
     if inject_bad <= 0.0:
         for ev in events:
             yield dumps(ev, option=nl)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from microseg.engine.tools.simulator.identities import anonymous_until_signup
 from microseg.engine.tools.simulator.journey import CustomerJourney
 from microseg.engine.tools.simulator.personas import Persona, choose_personas
 from microseg.engine.tools.simulator.population import population
@@ -24,16 +25,18 @@ __all__ = ["simulate", "personas_by_customer", "live", "merge_journeys", "utc_se
 
 
 def simulate(customers: int, days: int, seed: int, start: datetime,
-             personas: Mapping[str, float] | None = None) -> Iterator[dict[str, Any]]:
+             personas: Mapping[str, float] | None = None, *, anonymous: bool = False) -> Iterator[dict[str, Any]]:
     """Yield CONTRACT §1 events for ``customers`` over ``days`` from ``start``, in event-time order.
 
     ``personas`` maps persona names to weights (default: each persona's own ``weight``).
     Event ids are ``e-<seed>-<n>`` in output order; timestamps carry the customer's local offset.
+    ``anonymous``: prospects browse as anonymous visitors until they sign up, then an ``identify``
+    links them (``simulator.identities``).
     Raises ``ConfigError`` for ``customers < 0``, ``days <= 0`` or bad persona weights.
     """
     if customers < 0 or days <= 0:
         raise ConfigError(f"need customers >= 0 and days > 0, got customers={customers}, days={days}")
-    return _numbered(_period_journeys(customers, days, seed, start, personas), f"e-{seed}-")
+    return _numbered(_period_journeys(customers, days, seed, start, personas), f"e-{seed}-", anonymous)
 
 
 def personas_by_customer(customers: int, days: int, seed: int, start: datetime,
@@ -50,9 +53,12 @@ def _period_journeys(customers: int, days: int, seed: int, start: datetime,
     return population(world, choose_personas(personas), first, days * DAY)
 
 
-def _numbered(lives: list[CustomerJourney], prefix: str) -> Iterator[dict[str, Any]]:
+def _numbered(lives: list[CustomerJourney], prefix: str, anonymous: bool = False) -> Iterator[dict[str, Any]]:
     n = 0
-    for _, _, ev in merge_journeys(lives):
+    stream = merge_journeys(lives)
+    if anonymous:
+        stream = anonymous_until_signup(stream, lives)
+    for _, _, ev in stream:
         ev["event_id"] = prefix + str(n)
         n += 1
         yield ev
@@ -86,7 +92,7 @@ def merge_journeys(lives: list[CustomerJourney]) -> Iterator[tuple[int, int, dic
 
 
 def live(customers: int, rate: float, seed: int, clock: Callable[[], datetime], *,
-         history_days: float = 14.0, personas: Mapping[str, float] | None = None) -> Iterator[tuple[datetime, dict[str, Any]]]:
+         history_days: float = 14.0, personas: Mapping[str, float] | None = None, anonymous: bool = False) -> Iterator[tuple[datetime, dict[str, Any]]]:
     """An endless stream of ``(due, event)`` pairs for demos: send each event at ``due`` (UTC).
 
     ``clock`` is read once, at the first ``next``, as *now*. First come the customers' past
@@ -97,11 +103,11 @@ def live(customers: int, rate: float, seed: int, clock: Callable[[], datetime], 
     """
     if rate <= 0 or history_days <= 0:
         raise ConfigError(f"need rate > 0 and history_days > 0, got rate={rate}, history_days={history_days}")
-    return _live(customers, rate, seed, clock, history_days, choose_personas(personas))
+    return _live(customers, rate, seed, clock, history_days, choose_personas(personas), anonymous)
 
 
 def _live(customers: int, rate: float, seed: int, clock: Callable[[], datetime], history_days: float,
-          personas: tuple[Persona, ...]) -> Iterator[tuple[datetime, dict[str, Any]]]:
+          personas: tuple[Persona, ...], anonymous: bool = False) -> Iterator[tuple[datetime, dict[str, Any]]]:
     now = clock()
     if now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)
@@ -115,7 +121,10 @@ def _live(customers: int, rate: float, seed: int, clock: Callable[[], datetime],
     gap = 1.0 / rate
     n = i = 0
     fromts, utc = datetime.fromtimestamp, timezone.utc
-    for ts, idx, ev in merge_journeys(lives):
+    stream = merge_journeys(lives)
+    if anonymous:
+        stream = anonymous_until_signup(stream, lives)
+    for ts, idx, ev in stream:
         ev["event_id"] = prefix + str(n)
         n += 1
         if ts < t0:
