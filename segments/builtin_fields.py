@@ -195,8 +195,8 @@ _FIELDS: tuple[FieldSpec, ...] = (
     ),
     _field(
         "first_seen", STRING, "lifecycle",
-        "RFC 3339 UTC text of the earliest event, e.g. `'2026-03-01T09:00:00Z'` (fractional seconds kept if the event had "
-        "them); compare as text. Moves back if an earlier event arrives late.",
+        "RFC 3339 UTC text of the earliest event with milliseconds, e.g. `'2026-03-01T09:00:00.000Z'` (always three digits, as "
+        "every output time); compare as text. Moves back if an earlier event arrives late.",
         lambda v: iso(v.dna.first_seen), [FIRST_SEEN_EARLIER],
     ),
     _field(
