@@ -44,7 +44,17 @@ def _browser() -> Any:
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1200", "--lang=en-US"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # script errors and CSP violations
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+
+
+def _page_errors(driver: Any) -> list[str]:
+    """The browser console's errors since the last call (a script error, a blocked resource, a CSP
+    violation), the expected 401/403 answers of the refusals and the plain-text refusal pages' favicon aside."""
+    return [
+        entry["message"] for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE" and not re.search(r"status of 40[13]|/favicon\.ico ", entry["message"])
+    ]
 
 
 def _until(check: Any, timeout: float = 120.0, what: str = "condition") -> Any:
@@ -68,6 +78,7 @@ def _candidates(root: Path) -> None:
 
 
 def _shot(driver: Any, name: str) -> Path:
+    assert not _page_errors(driver), name
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
