@@ -434,6 +434,7 @@ def bench_command(
         Optional[Path],
         typer.Option("--data", exists=True, dir_okay=False, help="Run on this file instead of simulated events: JSONL events, or a CSV/CDNOW purchase history (imported as 'microseg import' does)."),
     ] = None,
+    identities: Annotated[bool, typer.Option("--identities", help="Identity mix: 20% of the simulated events anonymous, 5% identifies (issue 17).")] = False,
 ) -> None:
     """Measure one worker end to end (and its ceilings) on the configured or an embedded broker."""
     import orjson
@@ -447,7 +448,7 @@ def bench_command(
             _fail(f"{', '.join(simulated_only)}: only for the simulated input; with --data the file is the input (leave them out)")
     cfg = BenchConfig(events=events, customers=customers or 20_000, rules_dir=rules,
                       partitions=partitions, latency_rate=latency_rate, latency_seconds=latency_seconds, peer=peer,
-                      seed=7 if seed is None else seed, profile=profile, progress=not json_out, data=data)
+                      seed=7 if seed is None else seed, profile=profile, progress=not json_out, data=data, identities=identities)
     settings = _settings()
     if scale:
         report = run_scale(cfg, out, settings)

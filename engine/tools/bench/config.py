@@ -51,6 +51,8 @@ class BenchConfig:
     replay: bool = True
     worker_timeout_s: float = 900.0
     data: Path | None = None
+    identities: bool = False
+    """The identity mix (issue 17): 20% of the events anonymous, 5% identifies (``workload.identity_mix``)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -18,7 +18,7 @@ from microseg.engine.tools.bench.progress import PhaseProgress
 from microseg.engine.tools.bench.replay_phase import replay_figures
 from microseg.engine.tools.bench.topics import bench_broker, delete_topics
 from microseg.engine.tools.bench.worker_phase import worker_phase
-from microseg.engine.tools.bench.workload import make_lines
+from microseg.engine.tools.bench.workload import identity_mix, make_lines
 
 __all__ = ["run_bench", "bench_input"]
 
@@ -36,9 +36,14 @@ def bench_input(cfg: BenchConfig, progress: PhaseProgress) -> tuple[BenchConfig,
         events = cfg.events if cfg.events is not None else DEFAULT_EVENTS
         progress.phase("simulating events", None)
         lines, keys = make_lines(events + wanted, cfg.customers, cfg.seed)
+        mix: dict[str, int] = {}
+        if cfg.identities:
+            lines, keys, mix = identity_mix(lines, keys)
         head = lines[:events]
         times = (event_times(head[:1])[0], event_times(head[-1:])[1])  # the simulator writes in event-time order
         about = describe(head, keys[:events], times, source="simulator", seed=cfg.seed, simulated_customers=cfg.customers)
+        if cfg.identities:
+            about["identity_mix"] = mix | {"lines": len(lines)}
         return dataclasses.replace(cfg, events=events), lines, keys, wanted, about
     progress.phase("reading the data file", None)
     lines, keys, about = load_data(cfg.data)

@@ -36,6 +36,7 @@ def bench_settings(base: Settings, prefix: str, partitions: int) -> Settings:
             "rules_topic": f"{prefix}-rules",
             "models_topic": f"{prefix}-models",
             "changelog_topic": f"{prefix}-changelog",
+            "identity_topic": f"{prefix}-identity",
             "erasure_audit_topic": f"{prefix}-erasures-audit",
             "memberships_topic": f"{prefix}-memberships",
             "group_id": f"{prefix}-group",

@@ -8,6 +8,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from microseg.engine.settings import Settings
 from microseg.engine.tools.bench.config import BenchConfig
 from microseg.engine.tools.bench.latency import latencies_ms, paced_produce, percentile
@@ -83,6 +85,13 @@ def worker_phase(cfg: BenchConfig, base: Settings, bootstrap: str, embedded: boo
             latencies = latencies_ms(changes, sent_at)
             result["p50_ms"] = percentile(latencies, 50)
             result["p99_ms"] = percentile(latencies, 99)
+            identifies = {ids[i] for i, line in enumerate(extra) if b'"identify"' in line and orjson.loads(line).get("type") == "identify"}
+            if identifies:  # from an identify to the merged customer's segment change (issue 17)
+                merged = [(ts, value) for ts, value in changes if orjson.loads(value).get("customer_id") is not None]
+                merged_ms = latencies_ms(merged, {i: sent_at[i] for i in identifies})
+                result["identify_p50_ms"] = percentile(merged_ms, 50)
+                result["identify_p99_ms"] = percentile(merged_ms, 99)
+                result["identify_samples"] = len(merged_ms)
             result["latency_samples"] = len(latencies)
             result["latency_events"] = len(extra)
         result["worker_peak_rss_mb"] = worker.peak_rss_mb()

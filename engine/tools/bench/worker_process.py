@@ -52,6 +52,7 @@ class WorkerRun:
                 "MICROSEG_RULES_TOPIC": settings.rules_topic,
                 "MICROSEG_MODELS_TOPIC": settings.models_topic,
                 "MICROSEG_CHANGELOG_TOPIC": settings.changelog_topic,
+                "MICROSEG_IDENTITY_TOPIC": settings.identity_topic,
                 "MICROSEG_ERASURE_AUDIT_TOPIC": settings.erasure_audit_topic,
                 "MICROSEG_MEMBERSHIPS_TOPIC": settings.memberships_topic,
                 "MICROSEG_MEMBERSHIPS": str(settings.memberships).lower(),

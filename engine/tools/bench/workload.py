@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-__all__ = ["EVENTS_PER_CUSTOMER_DAY", "make_lines", "make_population_lines", "event_ids"]
+__all__ = ["EVENTS_PER_CUSTOMER_DAY", "make_lines", "make_population_lines", "event_ids", "identity_mix"]
 
 
 EVENTS_PER_CUSTOMER_DAY = 2.8
@@ -79,3 +79,48 @@ def make_population_lines(total: int, customers: int, seed: int = 7, chunk: int 
 def event_ids(lines: list[bytes]) -> list[str]:
     """The ``event_id`` of each JSON line, in order."""
     return [orjson.loads(line)["event_id"] for line in lines]
+
+
+def identity_mix(lines: list[bytes], keys: list[bytes], anonymous: float = 0.2, identify: float = 0.05) -> tuple[list[bytes], list[bytes], dict[str, int]]:
+    """The bench's identity mix (issue 17): customers' first events become an anonymous visitor's
+    (``anonymous_id`` ``v-<customer id>``, keyed by it), then an ``identify`` links the two (same
+    instant as the visitor's last event), then the customer goes on as before. Enough customers,
+    taken in order of first appearance, for about ``identify`` of the lines to be identifies and
+    ``anonymous`` of them anonymous (``anonymous / identify`` events each, when they have that
+    many and one more). Returns the lines, their keys and the counts (``anonymous``, ``identifies``)."""
+    loads, dumps = orjson.loads, orjson.dumps
+    per_customer: dict[bytes, int] = {}
+    for key in keys:
+        per_customer[key] = per_customer.get(key, 0) + 1
+    each = max(1, round(anonymous / identify)) if identify > 0 else 0
+    wanted = round(identify / (1 - identify) * len(lines)) if identify < 1 else len(per_customer)  # of the lines with them
+    chosen: dict[bytes, int] = {}
+    for key, count in per_customer.items():  # dicts keep first-appearance order
+        if len(chosen) >= wanted:
+            break
+        if count > each:
+            chosen[key] = each
+    out_lines: list[bytes] = []
+    out_keys: list[bytes] = []
+    left = dict(chosen)
+    counts = {"anonymous": 0, "identifies": 0}
+    for line, key in zip(lines, keys):
+        remaining = left.get(key, 0)
+        if not remaining:
+            out_lines.append(line)
+            out_keys.append(key)
+            continue
+        event = loads(line)
+        customer = event.pop("customer_id")
+        visitor = f"v-{customer}"
+        rewritten = {"event_id": event.pop("event_id"), "anonymous_id": visitor, **event}
+        out_lines.append(dumps(rewritten))
+        out_keys.append(visitor.encode())
+        counts["anonymous"] += 1
+        left[key] = remaining - 1
+        if remaining == 1:
+            link = {"event_id": f"idf-{customer}", "customer_id": customer, "anonymous_id": visitor, "type": "identify", "ts": event["ts"], "props": {}}
+            out_lines.append(dumps(link))
+            out_keys.append(key)
+            counts["identifies"] += 1
+    return out_lines, out_keys, counts
