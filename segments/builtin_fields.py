@@ -162,6 +162,12 @@ def _voice(kind: str) -> Compute:
     return compute
 
 
+def _engaged_hour(view: DnaView) -> Any:
+    hours = view.dna.engaged_hours
+    best = max(hours) if hours else 0
+    return hours.index(best) if best > 0 else None
+
+
 def _preferred(view: DnaView) -> Any:
     dna = view.dna
     return dna.preferred_channel if dna.preferred_channel is not None else most_used_channel(dna)
@@ -282,6 +288,13 @@ _FIELDS: tuple[FieldSpec, ...] = (
     days_since(
         "days_since_last_message", LAST_MESSAGE, "campaigns", "Whole days since the newest `campaign_delivered`; null if none.",
         ["campaign_delivered"],
+    ),
+    _field(
+        "engaged_hour", NUMBER_OR_NULL, "campaigns",
+        "The local hour of day (0..23) with the most sessions, campaign opens and clicks over the customer's whole history "
+        "(ties: the earlier hour), each counted at its hour in the customer's `timezone` as known then (UTC before one is "
+        "known); null if none. `send_at: best_hour` messages go out in it.",
+        _engaged_hour, ["session_started", "campaign_opened", "campaign_clicked"],
     ),
     # voice of customer
     _field(

@@ -229,7 +229,7 @@ def decide(
                 hold(message, "stale")
                 continue
         if message.send_at == "best_hour":
-            best = best_hour_at(getattr(dna, "engaged_hours", None), s, expires, policy, timezone)
+            best = best_hour_at(dna.engaged_hours, s, expires, policy, timezone, hours_zone=timezone or "UTC")
             if best is not None:
                 s = best
         decision_id = stable_id(customer_id, mid, at, cause)

@@ -86,6 +86,8 @@ def _clone(dna: Dna, event: Event) -> Dna:
     for name in _WRITES.get(event.type, ()):
         if name == "campaigns":
             new.campaigns = {k: v[:] for k, v in dna.campaigns.items()}
+        elif name == "engaged_hours":
+            new.engaged_hours = list(dna.engaged_hours)
         else:
             setattr(new, name, dict(getattr(dna, name)))
     new.recent_ids = list(dna.recent_ids)

@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from microseg.segments import windows as w
 
 __all__ = [
+    "local_hour",
+    "count_engaged_hour",
     "Dna",
     "to_cents",
     "cents_mean",
@@ -111,6 +116,7 @@ class Dna:
     preferred_channel_at: float | None
     attributes_at: float | None
     traits: dict[str, list[Any]]
+    engaged_hours: list[int]
 
     def __init__(
         self,
@@ -152,6 +158,7 @@ class Dna:
         preferred_channel_at: float | None = None,
         attributes_at: float | None = None,
         traits: dict[str, list[Any]] | None = None,
+        engaged_hours: list[int] | None = None,
     ) -> None:
         """Written out rather than generated: a compiled ``__init__`` is several times faster."""
         self.first_seen = first_seen
@@ -192,6 +199,7 @@ class Dna:
         self.preferred_channel_at = preferred_channel_at
         self.attributes_at = attributes_at
         self.traits = {} if traits is None else traits
+        self.engaged_hours = [] if engaged_hours is None else engaged_hours
 
     def shallow_copy(self) -> Dna:
         """Every field shared with ``self``: the fold then replaces what it writes."""
@@ -203,8 +211,34 @@ class Dna:
             self.channel_uses, self.last_channel, self.consent, self.unsubscribed, self.campaigns,
             self.last_message, self.voice, self.open_support, self.reviews, self.referrals, self.timezone,
             self.preferred_channel, self.attributes, self.recent_ids,
-            self.last_channel_at, self.timezone_at, self.preferred_channel_at, self.attributes_at, self.traits
+            self.last_channel_at, self.timezone_at, self.preferred_channel_at, self.attributes_at, self.traits,
+            self.engaged_hours,
         )
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError, OSError):
+        return None
+
+
+def local_hour(t: float, timezone: str | None) -> int:
+    """The hour of day (0-23) of instant ``t`` in the IANA zone ``timezone`` (UTC when None or unknown)."""
+    zone = _zone(timezone) if timezone else None
+    if zone is None:
+        return int(t // 3600) % 24
+    return datetime.fromtimestamp(t, zone).hour
+
+
+def count_engaged_hour(dna: Dna, t: float) -> None:
+    """One more engagement (a session, an open, a click) in ``engaged_hours`` at the local hour of
+    ``t`` in the customer's ``timezone`` as known then (UTC before one is known)."""
+    hours = dna.engaged_hours
+    if len(hours) != 24:
+        hours = dna.engaged_hours = [0] * 24
+    hours[local_hour(t, dna.timezone)] += 1
 
 
 def instant(dna: Dna, anchor: int) -> float | None:

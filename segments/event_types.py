@@ -32,6 +32,7 @@ from microseg.segments.dna_record import (
     Dna,
     attribute_value,
     bounded_put,
+    count_engaged_hour,
     newer,
     to_cents,
 )
@@ -145,6 +146,7 @@ def _session_started(dna: Dna, event: Event) -> None:
     if dna.session_start is None or t >= dna.session_start:
         dna.session_start = t
         dna.session_views = 0
+    count_engaged_hour(dna, t)
 
 
 def _page_view(dna: Dna, event: Event) -> None:
@@ -236,12 +238,14 @@ def _campaign_opened(dna: Dna, event: Event) -> None:
     counts = _campaign_counts(dna, event)
     if counts is not None:
         counts[1] += 1
+    count_engaged_hour(dna, event.t)
 
 
 def _campaign_clicked(dna: Dna, event: Event) -> None:
     counts = _campaign_counts(dna, event)
     if counts is not None:
         counts[2] += 1
+    count_engaged_hour(dna, event.t)
 
 
 def _campaign_converted(dna: Dna, event: Event) -> None:
@@ -377,8 +381,10 @@ _DECLARED: tuple[EventType, ...] = (
     EventType("account_created", "acquired: `journey_stage` leaves `prospect`", _account_created),
     EventType(
         "session_started",
-        "`sessions_7d`, `sessions_30d`, `app_sessions_30d` / `web_sessions_30d` by channel; starts a session for `bounces_30d`",
+        "`sessions_7d`, `sessions_30d`, `app_sessions_30d` / `web_sessions_30d` by channel; starts a session for `bounces_30d`; "
+        "`engaged_hour`",
         _session_started,
+        ("engaged_hours",),
     ),
     EventType("page_view", "`page_views_30d`, `bounces_30d`; affinity 0.5 to `category` if given", _page_view, ("affinity",)),
     EventType("product_viewed", "affinity 1 to `category`", _product_viewed, ("affinity",)),
@@ -401,8 +407,8 @@ _DECLARED: tuple[EventType, ...] = (
         ("campaigns",),
         activity=False,
     ),
-    EventType("campaign_opened", "opens of `open_rate`", _campaign_opened, ("campaigns",)),
-    EventType("campaign_clicked", "clicks of `click_rate`", _campaign_clicked, ("campaigns",)),
+    EventType("campaign_opened", "opens of `open_rate`; `engaged_hour`", _campaign_opened, ("campaigns", "engaged_hours")),
+    EventType("campaign_clicked", "clicks of `click_rate`; `engaged_hour`", _campaign_clicked, ("campaigns", "engaged_hours")),
     EventType("campaign_converted", "`conversions_90d`", _campaign_converted, ("campaigns",)),
     EventType(
         "campaign_unsubscribed",

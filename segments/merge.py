@@ -290,6 +290,13 @@ def _recent_ids(c: Dna, a: Dna, out: Dna, traits: Mapping[str, Trait]) -> None:
     out.recent_ids = ids[-RECENT_IDS:]
 
 
+def _engaged_hours(c: Dna, a: Dna, out: Dna, traits: Mapping[str, Trait]) -> None:
+    if not a.engaged_hours or not c.engaged_hours:
+        out.engaged_hours = list(c.engaged_hours or a.engaged_hours)
+    else:
+        out.engaged_hours = [x + y for x, y in zip(c.engaged_hours, a.engaged_hours)]
+
+
 def _traits(c: Dna, a: Dna, out: Dna, traits: Mapping[str, Trait]) -> None:
     merged = dict(c.traits)
     for trait_id, stored in a.traits.items():
@@ -449,6 +456,7 @@ RULES: tuple[MergeRule, ...] = (
         "bucket; exact but for distinct_count and most_frequent past 64 values (the newest values kept, as the fold keeps them)",
         _traits,
     ),
+    MergeRule(("engaged_hours",), False, "added per local hour of day (each side's hours as counted in the time zone it knew then)", _engaged_hours),
 )
 """One rule per ``Dna`` field (a test holds them to the class), in the order docs/dna.md shows them."""
 

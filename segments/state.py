@@ -15,7 +15,8 @@ keep ``tests/fixtures/state_v1`` decoding (``tests/segments/test_state_format.py
 Formats: 1, the first; 2 (``MIGRATIONS[1]``) adds the instant of each "last" value (last
 channel, timezone, declared preferred channel, attributes) and keeps consent as signed instants,
 so those values are the newest by event time (docs/dna.md); 3 (``MIGRATIONS[2]``) adds the
-computed traits' states (``traits``, docs/traits.md). ``pending`` (the decisions held for a
+computed traits' states (``traits``, docs/traits.md); 4 (``MIGRATIONS[3]``) adds the engagement
+by local hour of day (``engaged_hours``, the best send hour of messages). ``pending`` (the decisions held for a
 re-decision, ``segments.decide``) was appended to format 3 as an optional last element: a state
 without it reads as nothing pending, and an older microseg reading a state with it ignores it, so
 no new format (and a rollback keeps working).
@@ -36,11 +37,11 @@ from microseg.segments.dna_record import LEGACY_T
 from microseg.segments.windows import METRICS, Windows
 
 __all__ = [
-    "CustomerState", "encode", "decode", "upgrade", "StateFormatError", "FORMAT", "DNA_LAYOUT", "DNA_LAYOUT_V1", "DNA_LAYOUT_V2", "MIGRATIONS",
+    "CustomerState", "encode", "decode", "upgrade", "StateFormatError", "FORMAT", "DNA_LAYOUT", "DNA_LAYOUT_V1", "DNA_LAYOUT_V2", "DNA_LAYOUT_V3", "MIGRATIONS",
     "ERASED_PREFIX", "erasure_key", "erasure_writes",
 ]
 
-FORMAT: Final = 3
+FORMAT: Final = 4
 """The format ``encode`` writes, first element of the list."""
 
 DNA_LAYOUT_V1: Final = (
@@ -57,7 +58,10 @@ list of channels, ``attributes`` bare values)."""
 DNA_LAYOUT_V2: Final = DNA_LAYOUT_V1 + ("last_channel_at", "timezone_at", "preferred_channel_at", "attributes_at")
 """The DNA's positions in format 2."""
 
-DNA_LAYOUT: Final = DNA_LAYOUT_V2 + ("traits",)
+DNA_LAYOUT_V3: Final = DNA_LAYOUT_V2 + ("traits",)
+"""The DNA's positions in format 3."""
+
+DNA_LAYOUT: Final = DNA_LAYOUT_V3 + ("engaged_hours",)
 """The DNA's positions in the current format: stated here, not taken from the ``Dna`` class, so
 that adding, removing or reordering a ``Dna`` field cannot silently shift stored states. A field
 added or removed needs a new format and its migration (a test holds the names to the class); a
@@ -98,7 +102,16 @@ def _v2_to_v3(raw: list[Any]) -> list[Any]:
     return [3, [*old, {}], *raw[2:]]
 
 
-MIGRATIONS: dict[int, Callable[[list[Any]], list[Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(raw: list[Any]) -> list[Any]:
+    """Format 3 -> 4: engagement by local hour of day (``engaged_hours``), none yet: counted from
+    the first session, open or click after the upgrade."""
+    old = raw[1]
+    if not isinstance(old, list) or len(old) != len(DNA_LAYOUT_V3):
+        return [4, *raw[1:]]  # not a format-3 DNA: decode says so
+    return [4, [*old, []], *raw[2:]]
+
+
+MIGRATIONS: dict[int, Callable[[list[Any]], list[Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 """``MIGRATIONS[v]`` turns the raw list of a format-``v`` state into a format-``v + 1`` one
 (first element included). Pure functions of the list; never removed while that format may
 still be stored."""

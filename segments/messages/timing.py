@@ -55,17 +55,20 @@ def quiet_until(policy: ContactPolicy, t: float, timezone: str | None) -> float 
     return naive.replace(tzinfo=tz).timestamp()
 
 
-def best_hour_at(hours: Sequence[int] | None, start: float, end: float, policy: ContactPolicy, timezone: str | None) -> float | None:
+def best_hour_at(
+    hours: Sequence[int] | None, start: float, end: float, policy: ContactPolicy, timezone: str | None, *, hours_zone: str | None = None
+) -> float | None:
     """The first instant in ``[start, end]`` in the customer's most-engaged local hour that is not
     in quiet hours, or None (no engagement known, or no such instant: the caller sends at ``start``).
 
-    ``hours``: engagement counts by local hour of day (24 numbers). Hours are tried from the most
-    engaged (ties: the earlier hour); for each, ``start`` itself when it falls in that hour, else
-    the top of that hour on the following local days, up to ``end``.
+    ``hours``: engagement counts by local hour of day (24 numbers, ``Dna.engaged_hours``), in the
+    zone ``hours_zone`` (default: the customer's, as quiet hours use it). Hours are tried from the
+    most engaged (ties: the earlier hour); for each, ``start`` itself when it falls in that hour,
+    else the top of that hour on the following local days, up to ``end``.
     """
     if not hours or not any(hours) or end < start:
         return None
-    tz = zone(policy, timezone)
+    tz = zone(policy, timezone) if hours_zone is None else (_zone(hours_zone) or zone(policy, timezone))
     first = datetime.fromtimestamp(start, tz)
     days = int((end - start) // 86_400) + 2
     for hour in sorted((h for h in range(min(24, len(hours))) if hours[h] > 0), key=lambda h: (-hours[h], h)):

@@ -248,3 +248,32 @@ def test_records_validate_against_the_published_schemas(now: float) -> None:
     for record in j.suppressed:
         SuppressedDecision.model_validate(record)
     assert bool(j.messages) == (now == math.inf)
+
+
+def test_best_hour_sends_in_the_customers_most_engaged_local_hour_within_validity() -> None:
+    rules = _rules(_message("offer", "one_order", extra="    send_at: best_hour\n    valid_for: 2d\n"))
+    j = Journey(rules, now=T0)
+    j.send("c1", "profile_updated", "2026-02-01T00:00:00Z", timezone="America/New_York")
+    for day in range(1, 6):
+        j.send("c1", "session_started", f"2026-02-0{day}T23:30:00Z", channel="app")  # 18:30 EST
+    j.send("c1", "campaign_opened", "2026-02-10T14:00:00Z", channel="email", message_id="m0")  # 09:00 EST, once
+    _grant(j, "c1", "email")
+    _buy(j, "c1", T)  # 05:00 EST
+    assert j.value("c1", "engaged_hour") == 18
+    (sent,) = j.messages
+    assert sent["send_at"] == "2026-03-02T23:00:00.000Z", "18:00 in New York the same day"
+    # no history: now
+    _grant(j, "c2", "email")
+    _buy(j, "c2", T)
+    assert j.messages[-1]["send_at"] == iso(T0)
+
+
+def test_best_hour_follows_the_local_hour_across_the_spring_change() -> None:
+    rules = _rules(_message("offer", "one_order", extra="    send_at: best_hour\n    valid_for: 2d\n"))
+    j = Journey(rules)
+    j.send("c1", "profile_updated", "2026-02-01T00:00:00Z", timezone="America/New_York")
+    j.send("c1", "session_started", "2026-02-02T14:10:00Z", channel="app")  # 09:10 EST
+    _grant(j, "c1", "email")
+    _buy(j, "c1", "2026-03-08T12:00:00Z")  # 08:00 EDT, the day clocks went forward
+    (sent,) = j.messages
+    assert sent["send_at"] == "2026-03-08T13:00:00.000Z", "09:00 EDT is 13:00Z (14:00Z in winter)"

@@ -63,9 +63,11 @@ def as_current(expected_v1: dict[str, Any]) -> dict[str, Any]:
 
 def v2_as_current(expected_v2: dict[str, Any]) -> dict[str, Any]:
     """The v2 fixture's values in today's terms: format 3 adds the computed traits' states, none
-    for a state stored before traits existed (a trait starts from the next event)."""
+    for a state stored before traits existed (a trait starts from the next event); format 4 the
+    engagement by local hour, none."""
     state = json.loads(json.dumps(expected_v2))
     state["dna"]["traits"] = {}
+    state["dna"]["engaged_hours"] = []  # format 4: engagement by local hour, none before
     state["pending"] = {}  # decisions held for a re-decision: appended to format 3, none before
     return state
 
