@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -36,6 +36,7 @@ from microseg.segments.fitting import (
     summarise,
 )
 from microseg.segments.predictive import UNIT_DAYS, FitInfo, PredictiveModel, model_warnings
+from microseg.segments.view import iso
 
 __all__ = [
     "FitInputError",
@@ -255,7 +256,7 @@ def build_model(
     gg = fit_gamma_gamma(summary.x, summary.m_x)
     repeat = summary.x > 0
     info = FitInfo(
-        fitted_at=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        fitted_at=iso(time.time()),
         source=os.path.basename(log.source),
         customers=len(summary),
         repeat_customers=int(repeat.sum()),
@@ -375,7 +376,9 @@ def _read_topic(broker: str | None, rules: Path | None) -> TransactionLog:
         err=True,
     )
     if found.reasons:
-        typer.echo(f"skipped records by reason: {dict(found.reasons.most_common(10))}", err=True)
+        from microseg.engine.tools.summaries import counts_text
+
+        typer.echo(f"skipped records by reason: {counts_text(found.reasons)}", err=True)
     return found.log
 
 
