@@ -4,8 +4,9 @@ Reads ``GET /segments/{id}/members`` page by page from one worker (any: it gathe
 other workers own from them, ``engine.worker.routing``) with the read token, and writes one row per
 member: ``customer_id``, ``since`` (the entry instant, RFC 3339; empty for memberships older than
 the member index), ``cause`` (the event id, ``tick``, ``rules:<version>``…) and ``rules_version``.
-Members are as of each partition's last flushed batch; a rebalance during the export is answered
-503 and the export stops with exit code 1 (an ``--out`` file is removed) rather than leave a partial list.
+Members are as of each partition's last flushed batch; a page answered 503 (a rebalance) is asked
+again, up to ``RETRIES`` times a second apart, then the export stops with exit code 1 (an ``--out``
+file is removed) rather than leave a partial list.
 """
 
 from __future__ import annotations
@@ -45,8 +46,15 @@ def worker_base(url: str | None) -> str:
     return f"http://{settings.web_host}:{settings.web_port}"
 
 
-def worker_request(base: str, path: str, *, timeout: float = 60.0) -> Any:
+RETRIES = 5
+"""503 answers (a partition being recovered, an owner not answering during a rebalance) retried,
+one second apart, before giving up: the cursor stays valid across a rebalance."""
+
+
+def worker_request(base: str, path: str, *, timeout: float = 60.0, retries: int = RETRIES) -> Any:
     """GET ``path`` from a worker with the least token that reads (read, else API); JSON back."""
+    import time
+
     from microseg.engine.settings import load_settings
 
     settings = load_settings()
@@ -54,13 +62,19 @@ def worker_request(base: str, path: str, *, timeout: float = 60.0) -> Any:
     token = settings.read_token or settings.api_token
     if token is not None:
         request.add_header("Authorization", f"Bearer {token.get_secret_value()}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return orjson.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise ExportError(f"{base}{path.split('?')[0]}: {exc.code} {exc.read().decode(errors='replace')[:300]}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise ExportError(f"no worker answers at {base} ({getattr(exc, 'reason', exc)}); start one with 'microseg worker' or pass --url") from None
+    for attempt in range(retries + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return orjson.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode(errors="replace")[:300]
+            if exc.code == 503 and attempt < retries:
+                time.sleep(1.0)
+                continue
+            raise ExportError(f"{base}{path.split('?')[0]}: {exc.code} {body}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ExportError(f"no worker answers at {base} ({getattr(exc, 'reason', exc)}); start one with 'microseg worker' or pass --url") from None
+    raise AssertionError("unreachable")
 
 
 def fetch_members(base: str, segment: str, *, page: int = 5_000) -> Iterator[dict[str, Any]]:

@@ -129,6 +129,7 @@ def rules_diff(
     as_of: AsOfOpt = None,
     url: Annotated[Optional[str], typer.Option("--url", help="Any worker's base URL for live sizes (default http://MICROSEG_WEB_HOST:MICROSEG_WEB_PORT).")] = None,
     broker: BrokerOpt = None,
+    against: Annotated[Optional[Path], typer.Option("--against", file_okay=False, exists=True, help="Compare with this rules directory instead of the published version (with --events: no broker needed).")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="With --events: the model to score with.")] = None,
     no_model: Annotated[bool, typer.Option("--no-model")] = False,
 ) -> None:
@@ -140,7 +141,12 @@ def rules_diff(
     from microseg.segments.view import iso
 
     candidate = _load_ruleset(directory)
-    history, published = _published(_settings(broker))
+    if against is not None:
+        if events is None:
+            _fail("--against compares two directories on --events FILE (live sizes are for the published version)")
+        published = _load_ruleset(against)
+    else:
+        _, published = _published(_settings(broker))
     rows = segment_changes(published, candidate)
     instant_given = _instant(as_of, "--as-of") if as_of else None
     if events is not None:

@@ -64,6 +64,17 @@ def test_preview_evaluates_everyone_as_of_the_newest_event(tmp_path: Path) -> No
     assert _row(early.stdout, "rfm_lost")[1] == "0" and _row(early.stdout, "rfm_new")[1] == "1"
 
 
+def test_diff_against_a_directory_on_a_file_needs_no_broker(tmp_path: Path) -> None:
+    old, new, events = _files(tmp_path)
+    diff = runner.invoke(app, ["rules", "diff", str(new), "--against", str(old), "--events", str(events), "--no-model"], terminal_width=200)
+    assert diff.exit_code == 0, diff.output
+    assert _row(diff.stdout, "buyer")[1:] == ["added", "-", "3", "+3"]
+    assert _row(diff.stdout, "rfm_new")[1:] == ["changed", "1", "2", "+1"]
+    assert "1 added, 0 removed, 1 changed, 1 unchanged" in diff.stdout
+    live = runner.invoke(app, ["rules", "diff", str(new), "--against", str(old)])
+    assert live.exit_code == 2 and "--against compares two directories on --events" in live.stderr
+
+
 # -- with a broker ----------------------------------------------------------------------
 
 
