@@ -25,7 +25,6 @@ from microseg.engine.model_in_use import ModelInUse
 from microseg.engine.worker.auth import Guard, Scope
 from microseg.engine.worker.consumer import consume_forever
 from microseg.engine.worker.health import probe_broker_forever
-from microseg.engine.worker.routing import DEFAULT_LIMIT, MAX_LIMIT, ROUTED_HEADER, Router, RoutingError
 from microseg.engine.worker.progress import ProgressLog
 from microseg.engine.worker.routing import DEFAULT_LIMIT, MAX_LIMIT, ROUTED_HEADER, Router, RoutingError
 from microseg.engine.worker.runtime import Runtime
