@@ -20,6 +20,8 @@ from microseg.engine.settings import Settings
 from microseg.engine.startup import packaged_rules_dir
 from microseg.engine.tools.produce import produce_file
 
+from tests.engine.console.topics import own_topics
+
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -120,6 +122,7 @@ def test_the_console_in_a_browser_on_a_live_worker(broker: str, workers: Any, un
         **unique_topics, "MICROSEG_API_TOKEN": API, "MICROSEG_READ_TOKEN": READ, "MICROSEG_CONSOLE_SNAPSHOT_S": "1",
         "MICROSEG_CONSOLE_CANDIDATES_DIR": str(candidates), "MICROSEG_PARTITIONS": "2",
     }
+    own_topics(env)
     settings = Settings(**{k.removeprefix("MICROSEG_").lower(): v for k, v in env.items()}, broker=broker)
     worker = workers(env)
     worker.wait_assigned()

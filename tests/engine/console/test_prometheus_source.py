@@ -32,6 +32,7 @@ from microseg.segments.testing import load_rules_text
 from microseg.segments.view import iso
 
 from tests.conftest import send_events
+from tests.engine.console.topics import own_topics
 
 READ = "read-0a9d-console-prometheus-reader"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -60,6 +61,7 @@ def test_population_charts_come_from_prometheus_when_it_scrapes_the_workers(brok
         pytest.skip("this test needs Debian's prometheus (apt-get install prometheus)")
     port = free_port()
     env = {**unique_topics, "MICROSEG_READ_TOKEN": READ, "MICROSEG_CONSOLE_PROMETHEUS_URL": f"http://127.0.0.1:{port}", "MICROSEG_CONSOLE_SNAPSHOT_S": "2", "MICROSEG_PARTITIONS": "2"}
+    own_topics(env)
     worker = workers(env)
     worker.wait_assigned()
     now = time.time()
