@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import sys
 import time
 from pathlib import Path
@@ -124,7 +126,8 @@ def replay_command(
     model: Annotated[Optional[Path], typer.Option("--model", help="Predictive model file (default: the packaged one).")] = None,
     no_model: Annotated[bool, typer.Option("--no-model", help="Leave the predictive fields null.")] = False,
     json_summary: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
-    now: Annotated[Optional[str], typer.Option("--now", help="Processing clock for the future-time check (default: the wall clock).")] = None,
+    now: Annotated[Optional[str], typer.Option("--now", help="Processing clock for the future-time check and for decisions: no send before it, older than a message's valid_for is 'stale' (default: the wall clock).")] = None,
+    as_live: Annotated[bool, typer.Option("--as-live", help="Decide as if live: each decision at its own time, nothing stale and no future-time check (past campaigns, report uplift).")] = False,
     posteriors: Annotated[
         Optional[str],
         typer.Option("--posteriors", help="Posterior snapshots of message variants: a file of snapshot records, or 'topic' (the workers' posteriors topic); default none (every variant from the prior)."),
@@ -161,7 +164,7 @@ def replay_command(
             until=until_t,
             source=str(events),
             on_line=advance,
-            now=_parse_instant(now, "--now") if now else None,
+            now=math.inf if as_live else _parse_instant(now, "--now") if now else None,
         )
     finally:
         if bar is not None:

@@ -35,7 +35,12 @@ def test_replay_writes_changes_and_dead_letters(tmp_path: Path) -> None:
     summary = orjson.loads(result.stdout.strip().splitlines()[-1])
     assert summary["rejected"] == 2 and summary["events"] > 1000 and summary["changes"] > 0
     lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-    assert {line["topic"] for line in lines} == {"segment-changes", "next-best-messages"}
+    assert {line["topic"] for line in lines} == {"segment-changes"}, "history is decided against the wall clock: no send for the past"
+    assert summary["messages"] == 0 and summary["suppressed"]["stale"] > 0
+    live = tmp_path / "live.jsonl"
+    result = runner.invoke(app, ["replay", str(events), "--rules", str(STARTER), "--out", str(live), "--as-live", "--json"])
+    assert result.exit_code == 0, result.output
+    assert {orjson.loads(line)["topic"] for line in live.read_bytes().splitlines()} == {"segment-changes", "next-best-messages", "message-holdouts"}
     changes = [line["value"] for line in lines if line["topic"] == "segment-changes"]
     for change in changes:
         SegmentChange.model_validate(change)
