@@ -82,13 +82,13 @@ class MemoryAliases:
             self.links[anonymous_id] = customer_id
             self.by_customer.setdefault(customer_id, []).append(anonymous_id)
         for anonymous_id in unlinked:
-            customer_id = self.links.pop(anonymous_id, None)
-            if customer_id is not None:
-                kept = [a for a in self.by_customer.get(customer_id, ()) if a != anonymous_id]
+            owner = self.links.pop(anonymous_id) if anonymous_id in self.links else None
+            if owner is not None:
+                kept = [a for a in self.by_customer.get(owner, ()) if a != anonymous_id]
                 if kept:
-                    self.by_customer[customer_id] = kept
+                    self.by_customer[owner] = kept
                 else:
-                    self.by_customer.pop(customer_id, None)
+                    self.by_customer.pop(owner, None)
 
 
 class AliasTaken(MicrosegError):
