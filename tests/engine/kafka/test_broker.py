@@ -40,7 +40,7 @@ def _fresh(**overrides: object) -> Settings:
     suffix = uuid.uuid4().hex[:8]
     names = {
         f"{field}": f"{field}-{suffix}"
-        for field in ("input_topic", "changes_topic", "messages_topic", "dlq_topic", "rules_topic", "changelog_topic", "identity_topic")
+        for field in ("input_topic", "changes_topic", "messages_topic", "dlq_topic", "rules_topic", "changelog_topic", "identity_topic", "memberships_topic", "holdouts_topic")
     }
     return Settings(**(names | overrides))  # type: ignore[arg-type]
 
