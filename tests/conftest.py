@@ -59,6 +59,8 @@ def topic_env(prefix: str) -> dict[str, str]:
         "MICROSEG_CHANGELOG_TOPIC": f"{prefix}-changelog",
         "MICROSEG_IDENTITY_TOPIC": f"{prefix}-identity",
         "MICROSEG_ERASURE_AUDIT_TOPIC": f"{prefix}-erasures-audit",
+        "MICROSEG_MEMBERSHIPS_TOPIC": f"{prefix}-memberships",
+        "MICROSEG_HOLDOUTS_TOPIC": f"{prefix}-holdouts",
         "MICROSEG_GROUP_ID": f"{prefix}-group",
     }
 

@@ -86,8 +86,7 @@ def _wait_equal(read: Any, expected: Any, timeout: float = 60.0) -> Any:
 def test_members_from_any_worker_equal_replay_and_the_memberships_topic(
     broker: str, workers: Any, unique_topics: dict[str, str], sample_journeys: Path
 ) -> None:
-    env = {**unique_topics, "MICROSEG_TICKS": "false", "MICROSEG_READ_TOKEN": READ, "MICROSEG_API_TOKEN": ADMIN,
-           "MICROSEG_MEMBERSHIPS_TOPIC": unique_topics["MICROSEG_INPUT_TOPIC"] + "-memberships"}
+    env = {**unique_topics, "MICROSEG_TICKS": "false", "MICROSEG_READ_TOKEN": READ, "MICROSEG_API_TOKEN": ADMIN}
     settings = _settings(env)
     ruleset = load_ruleset(settings)
     from microseg.segments.step import Core
