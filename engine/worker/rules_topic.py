@@ -143,7 +143,11 @@ def publish_rules(settings: Settings, bootstrap: str, directory: Path) -> str:
 
     ruleset = load_rules(directory)
     check_reachable(bootstrap, settings)
-    previous = read_rules_log(settings, bootstrap).current
+    try:
+        previous = read_rules_log(settings, bootstrap).current
+    except Exception as exc:  # noqa: BLE001 - a topic not created yet (no worker ran): nothing was published
+        log.debug("rules topic %s not readable before publishing (%s)", settings.rules_topic, exc)
+        previous = None
     now = time.time()
     _produce(settings, bootstrap, [_version_record(ruleset.version, rule_files(directory), now), _pointer_record(ruleset.version, "publish", previous, now)])
     return ruleset.version
@@ -184,7 +188,7 @@ async def _read(settings: Settings, bootstrap: str, timeout: float) -> RulesLog:
     try:
         end = (await true_end_offsets(consumer, [tp]))[tp]
         consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
+        await consumer.seek_to_beginning(tp)
         position = 0
         deadline = time.monotonic() + timeout
         while position < end and time.monotonic() < deadline:
