@@ -319,11 +319,9 @@ class Pipeline:
         out.types.update(types)
         if overlay is not None:
             out.links, out.unlinked = overlay.links, overlay.unlinked
-            gone = [key for key, state in states.items() if state is None]
-            if gone:
-                out.removed[partition] = gone
-                for key in gone:
-                    del states[key]
+            gone = out.removed.get(partition)
+            if gone:  # a profile merged away and stored again later in the batch (an erased mark) is kept
+                out.removed[partition] = [key for key in gone if key not in states]
         return out, states
 
     def _identify(
@@ -352,7 +350,11 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
             self._reject(out, f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}", record)
             return
-        states[anonymous_key] = done.anonymous_state  # None: merged away (Batch.removed)
+        if done.anonymous_state is None:  # merged away: kept only as an alias
+            states.pop(anonymous_key, None)
+            out.removed.setdefault(partition, []).append(anonymous_key)
+        else:
+            states[anonymous_key] = done.anonymous_state
         if done.anonymous is not None:
             out._add(partition, done.anonymous)
         if done.customer.ignored:
