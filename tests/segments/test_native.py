@@ -58,7 +58,7 @@ def test_no_build_means_the_sources(tmp_path: Path) -> None:
 
 def _replay(journeys: Path, out: Path, **env: str) -> dict[str, object]:
     command = [sys.executable, "-m", "microseg", "replay", str(journeys), "--out", str(out), "--json"]
-    command += ["--now", "2026-06-01T00:00:00Z", "--until", "2026-04-01T00:00:00Z"]
+    command += ["--as-live", "--until", "2026-04-01T00:00:00Z"]  # decisions as made at their own time: messages to compare
     done = subprocess.run(command, env=_env(**env), capture_output=True, check=True)
     summary: dict[str, object] = json.loads(done.stdout)
     summary.pop("seconds")

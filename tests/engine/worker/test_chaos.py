@@ -361,7 +361,7 @@ def test_chaos_kills_rebalances_and_poison_lose_nothing(broker: str, workers: An
         assert (found["segments"], found["code"], found["as_of"]) == (list(state.segments), state.code, iso(state.evaluated_at)), customer_id
         assert (found["rules_version"], found["model_version"]) == (state.rules_version.partition("+")[0], state.rules_version.partition("+")[2] or None), customer_id
         assert found["next_wake"] == (iso(state.wake) if state.wake is not None else None), customer_id
-        assert found["recent_messages"] == [{"message": m, "send_at": iso(float(t))} for t, m in state.sends], customer_id
+        assert found["recent_messages"] == [{"message": s[1], "send_at": iso(float(s[0])), "channel": s[2] if len(s) > 2 else None} for s in state.sends], customer_id
         assert found["held_back"] == [{"message": m, "reason": r, "at": iso(float(t))} for t, m, r in state.held], customer_id
         assert found["dna"] == orjson.loads(orjson.dumps(core.view(state.dna, state.evaluated_at).snapshot(), default=str)), customer_id
 
