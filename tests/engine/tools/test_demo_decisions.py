@@ -21,6 +21,7 @@ from microseg.engine.tools.simulator import live
 from microseg.engine.tools.sinks import ListSink
 from microseg.engine.worker.delivery import MemorySink
 from microseg.engine.worker.runtime import Runtime
+from microseg.segments.decide import REASONS
 from microseg.segments.pipeline import Record
 from microseg.segments.step import Core
 from microseg.segments.view import iso
@@ -79,6 +80,18 @@ def test_the_demo_history_publishes_no_send_for_the_past(tmp_path: Path) -> None
     history_at = [m["at"] for t, m in published if t == start]
     assert history_at and min(history_at) >= iso(start - 7 * 86_400), "nothing older than the longest valid_for"
     assert not {m["decision_id"] for m in sink.messages} & {h["decision_id"] for h in sink.holdouts}
+
+    counted = {
+        sample.labels["reason"]: sample.value
+        for metric in runtime.metrics.registry.collect()
+        if metric.name == "microseg_messages_suppressed"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.value
+    }
+    assert {"stale", "consent", "cooldown"} <= set(counted), counted
+    explained = [runtime.explain(c) for c in ("c-000001", "c-000002", "c-000003", "c-000004", "c-000005")]
+    reasons = {h["reason"] for e in explained if e for h in e["held_back"]}
+    assert reasons and reasons <= set(REASONS), reasons
 
     replayed = ListSink()
     stats, _ = replay(history, core, replayed, now=start)  # the documented replay of the same history
