@@ -37,8 +37,13 @@ def bench_input(cfg: BenchConfig, progress: PhaseProgress) -> tuple[BenchConfig,
         progress.phase("simulating events", None)
         lines, keys = make_lines(events + wanted, cfg.customers, cfg.seed)
         mix: dict[str, int] = {}
-        if cfg.identities:
-            lines, keys, mix = identity_mix(lines, keys)
+        if cfg.identities:  # the same mix in the pre-loaded lines and in the latency phase's (new visitors there)
+            head_lines, head_keys, mix = identity_mix(lines[:events], keys[:events])
+            tail_lines, tail_keys, tail_mix = identity_mix(lines[events:], keys[events:], visitor="w")
+            lines, keys = head_lines + tail_lines, head_keys + tail_keys
+            events = len(head_lines)
+            wanted = len(tail_lines)
+            mix = {"anonymous": mix["anonymous"], "identifies": mix["identifies"], "latency_anonymous": tail_mix["anonymous"], "latency_identifies": tail_mix["identifies"]}
         head = lines[:events]
         times = (event_times(head[:1])[0], event_times(head[-1:])[1])  # the simulator writes in event-time order
         about = describe(head, keys[:events], times, source="simulator", seed=cfg.seed, simulated_customers=cfg.customers)

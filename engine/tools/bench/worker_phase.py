@@ -86,12 +86,17 @@ def worker_phase(cfg: BenchConfig, base: Settings, bootstrap: str, embedded: boo
             result["p50_ms"] = percentile(latencies, 50)
             result["p99_ms"] = percentile(latencies, 99)
             identifies = {ids[i] for i, line in enumerate(extra) if b'"identify"' in line and orjson.loads(line).get("type") == "identify"}
-            if identifies:  # from an identify to the merged customer's segment change (issue 17)
-                merged = [(ts, value) for ts, value in changes if orjson.loads(value).get("customer_id") is not None]
-                merged_ms = latencies_ms(merged, {i: sent_at[i] for i in identifies})
-                result["identify_p50_ms"] = percentile(merged_ms, 50)
-                result["identify_p99_ms"] = percentile(merged_ms, 99)
-                result["identify_samples"] = len(merged_ms)
+            if identifies:  # from an identify's send to its merged customer's last segment change (issue 17)
+                done: dict[str, int] = {}
+                for ts, value in changes:
+                    change = orjson.loads(value)
+                    cause = change.get("cause")
+                    if cause in identifies and change.get("customer_id") is not None and cause in sent_at:
+                        done[cause] = max(done.get(cause, 0), max(ts - sent_at[cause], 0))
+                result["identify_p50_ms"] = percentile(list(done.values()), 50)
+                result["identify_p99_ms"] = percentile(list(done.values()), 99)
+                result["identify_samples"] = len(done)
+                result["identifies_sent"] = len(identifies)
             result["latency_samples"] = len(latencies)
             result["latency_events"] = len(extra)
         result["worker_peak_rss_mb"] = worker.peak_rss_mb()

@@ -81,13 +81,16 @@ def event_ids(lines: list[bytes]) -> list[str]:
     return [orjson.loads(line)["event_id"] for line in lines]
 
 
-def identity_mix(lines: list[bytes], keys: list[bytes], anonymous: float = 0.2, identify: float = 0.05) -> tuple[list[bytes], list[bytes], dict[str, int]]:
+def identity_mix(
+    lines: list[bytes], keys: list[bytes], anonymous: float = 0.2, identify: float = 0.05, *, visitor: str = "v"
+) -> tuple[list[bytes], list[bytes], dict[str, int]]:
     """The bench's identity mix (issue 17): customers' first events become an anonymous visitor's
     (``anonymous_id`` ``v-<customer id>``, keyed by it), then an ``identify`` links the two (same
     instant as the visitor's last event), then the customer goes on as before. Enough customers,
     taken in order of first appearance, for about ``identify`` of the lines to be identifies and
     ``anonymous`` of them anonymous (``anonymous / identify`` events each, when they have that
-    many and one more). Returns the lines, their keys and the counts (``anonymous``, ``identifies``)."""
+    many and one more). ``visitor``: the prefix of the visitor ids (``<visitor>-<customer id>``).
+    Returns the lines, their keys and the counts (``anonymous``, ``identifies``)."""
     loads, dumps = orjson.loads, orjson.dumps
     per_customer: dict[bytes, int] = {}
     for key in keys:
@@ -112,14 +115,14 @@ def identity_mix(lines: list[bytes], keys: list[bytes], anonymous: float = 0.2, 
             continue
         event = loads(line)
         customer = event.pop("customer_id")
-        visitor = f"v-{customer}"
-        rewritten = {"event_id": event.pop("event_id"), "anonymous_id": visitor, **event}
+        anonymous_id = f"{visitor}-{customer}"
+        rewritten = {"event_id": event.pop("event_id"), "anonymous_id": anonymous_id, **event}
         out_lines.append(dumps(rewritten))
-        out_keys.append(visitor.encode())
+        out_keys.append(anonymous_id.encode())
         counts["anonymous"] += 1
         left[key] = remaining - 1
         if remaining == 1:
-            link = {"event_id": f"idf-{customer}", "customer_id": customer, "anonymous_id": visitor, "type": "identify", "ts": event["ts"], "props": {}}
+            link = {"event_id": f"idf-{anonymous_id}", "customer_id": customer, "anonymous_id": anonymous_id, "type": "identify", "ts": event["ts"], "props": {}}
             out_lines.append(dumps(link))
             out_keys.append(key)
             counts["identifies"] += 1
