@@ -116,13 +116,16 @@ class OutputWriter:
 
 def membership_records(changes: Iterable[dict[str, Any]]) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
     """The compacted ``segment-memberships`` topic's records for some segment changes: key
-    ``customer_id|segment``, value the entry record on ``entered``, a tombstone on ``exited``
+    ``customer_id|segment`` (an anonymous visitor's: U+0001 + anonymous_id), value the entry record on ``entered``, a tombstone on ``exited``
     (micro moves are not memberships). The last value per key is the current membership."""
     for change in changes:
         segment = change["segment"]
         if segment == "micro":
             continue
-        key = f"{change['customer_id']}|{segment}".encode()
+        profile = change["customer_id"]
+        if profile is None:  # an anonymous visitor: its profile key, which no customer id can equal (CONTRACT §8)
+            profile = "\x01" + change["anonymous_id"]
+        key = f"{profile}|{segment}".encode()
         yield key, (change if change["change"] == "entered" else None)
 
 
