@@ -55,72 +55,72 @@ STARTER = Path(__file__).parents[2] / "rules"
 
 def test_active_exit_happens_by_time_alone_at_utc_midnight() -> None:
     j = Journey(RULES)
-    j.send("c1", "session_started", "2026-03-02T10:00:00Z", event_id="e1", channel="web")
-    assert j.moves("c1", "active_7d") == [("entered", "2026-03-02T10:00:00Z", "e1")]
-    j.until("2026-03-20T00:00:00Z")
-    assert j.moves("c1", "active_7d")[-1] == ("exited", "2026-03-09T00:00:00Z", "tick")
+    j.send("c1", "session_started", "2026-03-02T10:00:00.000Z", event_id="e1", channel="web")
+    assert j.moves("c1", "active_7d") == [("entered", "2026-03-02T10:00:00.000Z", "e1")]
+    j.until("2026-03-20T00:00:00.000Z")
+    assert j.moves("c1", "active_7d")[-1] == ("exited", "2026-03-09T00:00:00.000Z", "tick")
 
 
 def test_lapsed_high_value_entry_instant_and_message() -> None:
     j = Journey(RULES)
-    j.send("c1", "consent_changed", "2026-01-01T09:00:00Z", props={"channel": "email", "granted": True})
-    j.send("c1", "purchase", "2026-01-01T10:00:00Z", event_id="p1", order_id="o1", amount=600.0)
-    j.until("2026-03-01T00:00:00Z")
-    assert j.entered("c1", "lapsed_high_value") == "2026-02-16T10:00:00Z"
+    j.send("c1", "consent_changed", "2026-01-01T09:00:00.000Z", props={"channel": "email", "granted": True})
+    j.send("c1", "purchase", "2026-01-01T10:00:00.000Z", event_id="p1", order_id="o1", amount=600.0)
+    j.until("2026-03-01T00:00:00.000Z")
+    assert j.entered("c1", "lapsed_high_value") == "2026-02-16T10:00:00.000Z"
     assert [m["message"] for m in j.messages] == ["winback"]
     message = j.messages[0]
-    assert message["send_at"] == "2026-02-16T10:00:00Z"
+    assert message["send_at"] == "2026-02-16T10:00:00.000Z"
     assert message["cause"] == "tick"
-    j.send("c1", "session_started", "2026-03-01T12:00:00Z", event_id="s1", channel="web")
-    assert j.exited("c1", "lapsed_high_value") == "2026-03-01T12:00:00Z"
+    j.send("c1", "session_started", "2026-03-01T12:00:00.000Z", event_id="s1", channel="web")
+    assert j.exited("c1", "lapsed_high_value") == "2026-03-01T12:00:00.000Z"
 
 
 def test_quiet_hours_defer_and_consent_suppresses() -> None:
     j = Journey(RULES)
-    j.send("c1", "profile_updated", "2026-01-01T00:00:00Z", timezone="Europe/Paris")
-    j.send("c1", "consent_changed", "2026-01-01T00:00:00Z", props={"channel": "email", "granted": True})
-    j.send("c1", "purchase", "2026-01-01T21:30:00Z", order_id="o1", amount=600.0)
-    j.send("c2", "purchase", "2026-01-01T10:00:00Z", order_id="o2", amount=600.0)
-    j.until("2026-03-01T00:00:00Z")
+    j.send("c1", "profile_updated", "2026-01-01T00:00:00.000Z", timezone="Europe/Paris")
+    j.send("c1", "consent_changed", "2026-01-01T00:00:00.000Z", props={"channel": "email", "granted": True})
+    j.send("c1", "purchase", "2026-01-01T21:30:00.000Z", order_id="o1", amount=600.0)
+    j.send("c2", "purchase", "2026-01-01T10:00:00.000Z", order_id="o2", amount=600.0)
+    j.until("2026-03-01T00:00:00.000Z")
     (sent,) = j.messages
     assert sent["customer_id"] == "c1"
-    assert sent["at"] == "2026-02-16T21:30:00Z"
-    assert sent["send_at"] == "2026-02-17T07:00:00Z", "08:00 in Paris"
+    assert sent["at"] == "2026-02-16T21:30:00.000Z"
+    assert sent["send_at"] == "2026-02-17T07:00:00.000Z", "08:00 in Paris"
     assert [(s["customer_id"], s["reason"]) for s in j.suppressed] == [("c2", "consent")]
     assert [h[1:] for h in j.states["c2"].held] == [["winback", "consent"]], "kept for explain"
 
 
 def test_cart_abandoned_one_hour_after_the_last_cart_event() -> None:
     j = Journey(RULES)
-    j.send("c1", "cart_updated", "2026-01-05T10:00:00Z", product_id="p", category="shoes", quantity=1, cart_value=90.0)
-    j.send("c1", "cart_updated", "2026-01-05T10:20:00Z", product_id="p", category="shoes", quantity=2, cart_value=180.0)
-    j.until("2026-01-05T12:00:00Z")
-    assert j.entered("c1", "cart_abandoner") == "2026-01-05T11:20:00Z"
-    j.until("2026-02-10T00:00:00Z")
-    assert j.exited("c1", "cart_abandoner") == "2026-02-04T00:00:00Z"
+    j.send("c1", "cart_updated", "2026-01-05T10:00:00.000Z", product_id="p", category="shoes", quantity=1, cart_value=90.0)
+    j.send("c1", "cart_updated", "2026-01-05T10:20:00.000Z", product_id="p", category="shoes", quantity=2, cart_value=180.0)
+    j.until("2026-01-05T12:00:00.000Z")
+    assert j.entered("c1", "cart_abandoner") == "2026-01-05T11:20:00.000Z"
+    j.until("2026-02-10T00:00:00.000Z")
+    assert j.exited("c1", "cart_abandoner") == "2026-02-04T00:00:00.000Z"
 
 
 def test_micro_moves_and_erasure() -> None:
     j = Journey(RULES)
-    j.send("c1", "purchase", "2026-01-01T10:00:00Z", event_id="p1", order_id="o1", amount=50.0)
-    j.send("c1", "purchase", "2026-01-02T10:00:00Z", event_id="p2", order_id="o2", amount=100.0)
+    j.send("c1", "purchase", "2026-01-01T10:00:00.000Z", event_id="p1", order_id="o1", amount=50.0)
+    j.send("c1", "purchase", "2026-01-02T10:00:00.000Z", event_id="p2", order_id="o2", amount=100.0)
     micro = [(c["from"], c["to"], c["cause"]) for c in j.changes if c["segment"] == "micro"]
     assert micro == [(None, "low", "p1"), ("low", "mid", "p2")]
-    j.send("c1", "erasure_requested", "2026-01-03T00:00:00Z", event_id="x1")
+    j.send("c1", "erasure_requested", "2026-01-03T00:00:00.000Z", event_id="x1")
     assert j.changes[-1]["to"] is None and j.changes[-1]["cause"] == "x1"
     forgotten = j.states["c1"]
     assert forgotten.erased and forgotten.dna.purchases_total == 0 and forgotten.segments == ()
     before = len(j.changes)
-    j.send("c1", "purchase", "2026-01-04T10:00:00Z", event_id="p3", order_id="o3", amount=900.0)
-    j.until("2026-06-01T00:00:00Z")
+    j.send("c1", "purchase", "2026-01-04T10:00:00.000Z", event_id="p3", order_id="o3", amount=900.0)
+    j.until("2026-06-01T00:00:00.000Z")
     assert len(j.changes) == before and j.messages == [], "nothing about an erased customer, ever again"
 
 
 def test_records_match_the_published_schemas() -> None:
     j = Journey(RULES)
-    j.send("c1", "consent_changed", "2026-01-01T09:00:00Z", props={"channel": "email", "granted": True})
-    j.send("c1", "purchase", "2026-01-01T10:00:00Z", order_id="o1", amount=600.0)
-    j.until("2026-03-01T00:00:00Z")
+    j.send("c1", "consent_changed", "2026-01-01T09:00:00.000Z", props={"channel": "email", "granted": True})
+    j.send("c1", "purchase", "2026-01-01T10:00:00.000Z", order_id="o1", amount=600.0)
+    j.until("2026-03-01T00:00:00.000Z")
     for change in j.changes:
         SegmentChange.model_validate(change)
     assert j.messages
@@ -131,9 +131,9 @@ def test_records_match_the_published_schemas() -> None:
 def test_change_ids_are_deterministic_and_unique() -> None:
     def run() -> list[str]:
         j = Journey(RULES)
-        j.send("c1", "session_started", "2026-03-02T10:00:00Z", event_id="e1", channel="web")
-        j.send("c1", "purchase", "2026-03-02T10:05:00Z", event_id="e2", order_id="o", amount=700.0)
-        j.until("2026-06-01T00:00:00Z")
+        j.send("c1", "session_started", "2026-03-02T10:00:00.000Z", event_id="e1", channel="web")
+        j.send("c1", "purchase", "2026-03-02T10:05:00.000Z", event_id="e2", order_id="o", amount=700.0)
+        j.until("2026-06-01T00:00:00.000Z")
         return [c["change_id"] for c in j.changes]
 
     first = run()
@@ -143,9 +143,9 @@ def test_change_ids_are_deterministic_and_unique() -> None:
 
 def test_duplicate_event_is_not_counted_twice() -> None:
     j = Journey(RULES)
-    j.send("c1", "purchase", "2026-01-01T10:00:00Z", event_id="p1", order_id="o1", amount=300.0)
-    j.send("c1", "purchase", "2026-01-01T10:00:00Z", event_id="p1", order_id="o1", amount=300.0)
-    assert j.core.view(j.states["c1"].dna, parse_ts("2026-01-02T00:00:00Z"))["spend_total"] == 300.0
+    j.send("c1", "purchase", "2026-01-01T10:00:00.000Z", event_id="p1", order_id="o1", amount=300.0)
+    j.send("c1", "purchase", "2026-01-01T10:00:00.000Z", event_id="p1", order_id="o1", amount=300.0)
+    assert j.core.view(j.states["c1"].dna, parse_ts("2026-01-02T00:00:00.000Z"))["spend_total"] == 300.0
 
 
 def _simulated(customers: int, days: int, seed: int) -> list[bytes]:
@@ -221,9 +221,9 @@ def test_state_round_trip_does_not_change_the_outcome(journeys: list[bytes], sta
 def test_quiet_hours_can_suppress_instead_of_defer() -> None:
     rules = RULES.replace('quiet_hours: {start: "21:00", end: "08:00"}', 'quiet_hours: {start: "21:00", end: "08:00", action: suppress}')
     j = Journey(rules)
-    j.send("c1", "consent_changed", "2026-01-01T00:00:00Z", props={"channel": "email", "granted": True})
-    j.send("c1", "purchase", "2026-01-01T22:00:00Z", order_id="o1", amount=600.0)
-    j.until("2026-03-01T00:00:00Z")
+    j.send("c1", "consent_changed", "2026-01-01T00:00:00.000Z", props={"channel": "email", "granted": True})
+    j.send("c1", "purchase", "2026-01-01T22:00:00.000Z", order_id="o1", amount=600.0)
+    j.until("2026-03-01T00:00:00.000Z")
     assert j.messages == []
     assert [s["reason"] for s in j.suppressed] == ["quiet"]
 
@@ -255,12 +255,12 @@ segments:
 """
     j = Journey(rules, load_default_model())
     for day, amount in enumerate([400.0, 350.0, 500.0, 450.0, 420.0, 380.0]):
-        j.send("c1", "purchase", f"2026-01-{1 + 3 * day:02d}T10:00:00Z", order_id=f"o{day}", amount=amount)
+        j.send("c1", "purchase", f"2026-01-{1 + 3 * day:02d}T10:00:00.000Z", order_id=f"o{day}", amount=amount)
     assert j.segments("c1") == ("scored",)
-    view = j.core.view(j.states["c1"].dna, parse_ts("2026-01-16T10:00:00Z"))
+    view = j.core.view(j.states["c1"].dna, parse_ts("2026-01-16T10:00:00.000Z"))
     assert 0.9 < view["p_alive"] <= 1.0 and view["clv_12m"] > 200
     assert abs(view["churn_risk"] - (1 - view["p_alive"])) < 1e-12
-    j.until("2026-12-31T00:00:00Z")
+    j.until("2026-12-31T00:00:00.000Z")
     moves = j.moves("c1", "valuable_but_fading")
     assert moves and moves[0][0] == "entered" and moves[0][2] == "tick", "entered by time alone"
     entered = moves[0][1]
@@ -271,17 +271,17 @@ segments:
 
 def test_without_a_model_predictive_fields_are_null_and_rules_still_load() -> None:
     j = Journey("version: 1\nsegments:\n  - id: fading\n    description: x\n    when: p_alive < 0.3\n")
-    j.send("c1", "purchase", "2026-01-01T10:00:00Z", order_id="o", amount=10.0)
-    assert j.core.view(j.states["c1"].dna, parse_ts("2026-06-01T00:00:00Z"))["p_alive"] is None
-    j.until("2027-01-01T00:00:00Z")
+    j.send("c1", "purchase", "2026-01-01T10:00:00.000Z", order_id="o", amount=10.0)
+    assert j.core.view(j.states["c1"].dna, parse_ts("2026-06-01T00:00:00.000Z"))["p_alive"] is None
+    j.until("2027-01-01T00:00:00.000Z")
     assert j.segments("c1") == ()
 
 
 def test_open_cart_value_ends_when_the_cart_is_abandoned() -> None:
     j = Journey("version: 1\nsegments:\n  - id: big_open_cart\n    description: x\n    when: coalesce(open_cart_value, 0) > 150\n")
-    j.send("c1", "cart_updated", "2026-01-05T10:00:00Z", product_id="p", category="shoes", quantity=1, cart_value=200.0)
-    j.until("2026-01-06T00:00:00Z")
-    assert j.moves("c1", "big_open_cart")[-1] == ("exited", "2026-01-05T11:00:00Z", "tick")
+    j.send("c1", "cart_updated", "2026-01-05T10:00:00.000Z", product_id="p", category="shoes", quantity=1, cart_value=200.0)
+    j.until("2026-01-06T00:00:00.000Z")
+    assert j.moves("c1", "big_open_cart")[-1] == ("exited", "2026-01-05T11:00:00.000Z", "tick")
 
 
 def test_profile_attributes_of_mixed_types_stay_bounded() -> None:
@@ -289,7 +289,7 @@ def test_profile_attributes_of_mixed_types_stay_bounded() -> None:
     for i in range(40):
         value = [f"v{i}", i, None, True, 1.5][i % 5]
         j.send("c1", "profile_updated", f"2026-01-01T00:{i:02d}:00Z", attributes={f"k{i}": value})
-    j.send("c1", "profile_updated", "2026-01-01T01:00:00Z", attributes={"tier": "gold"})
+    j.send("c1", "profile_updated", "2026-01-01T01:00:00.000Z", attributes={"tier": "gold"})
     assert j.segments("c1") == ("gold",)
     assert len(j.states["c1"].dna.attributes) <= 32
 
@@ -323,7 +323,7 @@ def test_money_boundaries_hold_in_rules() -> None:
     )
     for i in range(3):
         j.send("c1", "purchase", f"2026-01-01T10:0{i}:00Z", order_id=f"o{i}", amount=0.10)
-    assert j.moves("c1", "small_spender") == [("entered", "2026-01-01T10:00:00Z", j.changes[0]["cause"])]
+    assert j.moves("c1", "small_spender") == [("entered", "2026-01-01T10:00:00.000Z", j.changes[0]["cause"])]
     for i, amount in enumerate((12.11, 19.99, 17.90)):
         j.send("c2", "purchase", f"2026-01-01T11:0{i}:00Z", order_id=f"p{i}", amount=amount)
-    assert j.entered("c2", "fifty") == "2026-01-01T11:02:00Z"
+    assert j.entered("c2", "fifty") == "2026-01-01T11:02:00.000Z"
