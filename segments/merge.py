@@ -232,11 +232,12 @@ def _consent(c: Dna, a: Dna, out: Dna, traits: Mapping[str, Trait]) -> None:
     out.unsubscribed = dict(c.unsubscribed)
     for channel, kept in sorted(a.consent.items()):
         unsub = a.unsubscribed.get(channel)
+        same = unsub is not None and unsub > 0 and unsub == -kept  # the newest decision was that unsubscribe
         if kept > 0:
             _decide_consent(out, channel, kept, GRANT)
         else:
-            _decide_consent(out, channel, -kept, UNSUBSCRIBE if unsub is not None and unsub == -kept else REVOKE)
-        if unsub is not None and abs(unsub) != abs(kept):
+            _decide_consent(out, channel, -kept, UNSUBSCRIBE if same else REVOKE)
+        if unsub is not None and not same:  # the newest unsubscribe or grant, when another decision
             _decide_consent(out, channel, abs(unsub), UNSUBSCRIBE if unsub > 0 else GRANT)
 
 

@@ -242,3 +242,24 @@ def test_distinct_count_past_64_values_keeps_the_newest() -> None:
     assert merged is not None and len(merged[1]) == 64 and trait_value(merged, trait, BASE + 100) == 64
     one = _fold_trait_all(trait, [event("c", "purchase", _ts(i), event_id=f"{s}{i}", order_id=f"{s}{i:03}", amount=1) for i in range(40) for s in "ca"])
     assert one is not None and merged[1] == one[1]  # the 64 newest, as one profile keeps them
+
+
+@st.composite
+def consent_events(draw: Any) -> Event:
+    """Grants, revocations and unsubscribes on two channels at three instants: ties on purpose."""
+    at = _ts(draw(st.integers(0, 2)) * 3600)
+    channel = draw(st.sampled_from(["email", "sms"]))
+    kind = draw(st.sampled_from(["grant", "revoke", "unsubscribe"]))
+    if kind == "unsubscribe":
+        return event("c", "campaign_unsubscribed", at, event_id=f"u{next(_counter)}", channel=channel, message_id="m")
+    return event("c", "consent_changed", at, event_id=f"k{next(_counter)}", props={"channel": channel, "granted": kind == "grant"})
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.tuples(consent_events(), st.booleans()), min_size=1, max_size=8))
+def test_consent_merges_like_one_profile_at_equal_instants_too(tagged: list[tuple[Event, bool]]) -> None:
+    anonymous = [e for e, side in tagged if side]
+    customer = [e for e, side in tagged if not side]
+    one = _fold_all([e for e, _ in tagged])
+    merged = merge(_fold_all(customer) if customer else Dna(), _fold_all(anonymous) if anonymous else Dna())
+    assert (merged.consent, merged.unsubscribed) == (one.consent, one.unsubscribed)
