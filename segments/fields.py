@@ -117,9 +117,19 @@ class ChannelDays:
 @dataclass(frozen=True, slots=True)
 class Rescored:
     """A model score: changes every 24 h after the record's instant ``since``, and only when a
-    model is loaded."""
+    model is loaded.
+
+    ``trend``: -1 (+1) when, for a fixed purchase history, the score never rises (never falls)
+    from one 24 h step to the next; ``history``: the helper holding everything but the age the
+    score depends on; ``latest``: the record's instant of the newest fact in that history (the
+    last purchase). With them, a rule comparing the score with numbers wakes the customer only at
+    the steps it crosses one of them (``segments.crossing``); without, or when the score is used
+    any other way, at every step."""
 
     since: int
+    trend: int = 0
+    history: str | None = None
+    latest: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +222,7 @@ def _json_type(spec: FieldSpec) -> dict[str, Any]:
 class Registry:
     """A set of field and function declarations, and the tables derived from them.
 
-    ``helpers`` are named intermediate values the computes share through the view (``_scores``
+    ``helpers`` are named intermediate values the computes share through the view (``_statistics``
     ...), not fields. Raises ``ValueError`` on a name declared twice, a window the counters do
     not keep, or ``Follows`` naming an undeclared field.
     """

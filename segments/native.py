@@ -40,6 +40,7 @@ MODULES: tuple[str, ...] = (
     "microseg.segments.evaluate",
     "microseg.segments.changes",
     "microseg.segments.decide",
+    "microseg.segments.crossing",
     "microseg.segments.timeline",
     "microseg.segments.state",
     "microseg.segments.step",

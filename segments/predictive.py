@@ -60,6 +60,8 @@ __all__ = [
     "expected_spend",
     "score",
     "alive_probability",
+    "purchases_90d",
+    "value_12m",
 ]
 
 MODEL_FORMAT = "microseg.predictive"
@@ -454,11 +456,16 @@ def alive_probability(model: PredictiveModel, x: int, t_x: float, T: float, m_x:
     return alive
 
 
-def score(model: PredictiveModel, x: int, t_x: float, T: float, m_x: float | None) -> Scores:
-    """The predictive DNA fields of one customer; x, t_x, T in ``model.unit``."""
-    alive = alive_probability(model, x, t_x, T, m_x)
+def purchases_90d(model: PredictiveModel, x: int, T: float, alive: float) -> float:
+    """``score(...).expected_purchases_90d`` from the customer's P(alive) (``alive_probability``),
+    without the CLV's series; x, T in ``model.unit``."""
+    return _expected_if_alive(model.bgnbd, model._h90, x, T) * alive
+
+
+def value_12m(model: PredictiveModel, x: int, T: float, m_x: float | None, alive: float) -> float:
+    """``score(...).clv_12m`` from the customer's P(alive) (``alive_probability``), without the
+    90-day purchases' series; x, T in ``model.unit``."""
     bg = model.bgnbd
-    e90 = _expected_if_alive(bg, model._h90, x, T) * alive
     spend = expected_spend(model.gamma_gamma, x, m_x)
     d = model.discount_rate_monthly
     if d == 0.0:
@@ -471,7 +478,14 @@ def score(model: PredictiveModel, x: int, t_x: float, T: float, m_x: float | Non
             purchases += (cumulative - previous) / (1.0 + d) ** month
             previous = cumulative
         purchases *= alive
-    clv = purchases * spend
+    return purchases * spend
+
+
+def score(model: PredictiveModel, x: int, t_x: float, T: float, m_x: float | None) -> Scores:
+    """The predictive DNA fields of one customer; x, t_x, T in ``model.unit``."""
+    alive = alive_probability(model, x, t_x, T, m_x)
+    e90 = purchases_90d(model, x, T, alive)
+    clv = value_12m(model, x, T, m_x, alive)
     if not (math.isfinite(e90) and math.isfinite(clv)):
         raise ScoreError(f"scores are not finite for x={x}, t_x={t_x}, T={T}, m_x={m_x}: 90-day purchases {e90}, CLV {clv}")
     return Scores(p_alive=alive, expected_purchases_90d=e90, clv_12m=clv)

@@ -81,7 +81,10 @@ class Core:
         "_traits_by_type", "_trait_ids", "posterior",
     )
 
-    def __init__(self, ruleset: RuleSet, model: PredictiveModel | None = None, *, incremental: bool = True) -> None:
+    def __init__(self, ruleset: RuleSet, model: PredictiveModel | None = None, *, incremental: bool = True, crossings: bool = True) -> None:
+        """``incremental=False``: every evaluation reads every rule; ``crossings=False``: model
+        scores wake a customer every 24 h, not only at their threshold crossings (both give the
+        same records: the tests compare them)."""
         self.ruleset = ruleset
         self.model = model
         self.version = ruleset.version if model is None else f"{ruleset.version}+{model.version}"
@@ -96,7 +99,7 @@ class Core:
                 by_type.setdefault(kind, []).append(trait)
         self._traits_by_type: dict[str, tuple[Trait, ...]] = {kind: tuple(found) for kind, found in by_type.items()}
         self._trait_ids = frozenset(trait.id for trait in ruleset.traits)
-        self.dependence = time_dependence(ruleset, self.registry)
+        self.dependence = time_dependence(ruleset, self.registry, solve_crossings=crossings)
         self.incremental = incremental
         self._segment_readers = ReaderIndex(tuple(expr_reads(s.when) for s in ruleset.segments))
         self._dimension_readers = ReaderIndex(tuple(dimension_reads(d) for d in ruleset.dimensions))
@@ -116,7 +119,7 @@ class Core:
         pending = state.pending
         redecide = bool(pending) and redecide_now(pending, t, dirty)
         if dirty is not None and not redecide and not self._segment_readers.stale(dirty) and not self._dimension_readers.stale(dirty):
-            wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
+            wake = next_wake(self.dependence, dna, t, has_model=self.model is not None, model=self.model)
             if pending:
                 wake = with_pending_wake(wake, pending)
             new = CustomerState(dna, state.segments, state.code, self.version, t, wake, state.sends, state.last_sent, state.offset, held=state.held, pending=pending)
@@ -147,7 +150,7 @@ class Core:
             pending = decision.pending
             if suppressed:
                 held = (held + [[t, h["message"], h["reason"]] for h in suppressed])[-HELD_KEPT:]
-        wake = next_wake(self.dependence, dna, t, has_model=self.model is not None)
+        wake = next_wake(self.dependence, dna, t, has_model=self.model is not None, model=self.model)
         if pending:
             wake = with_pending_wake(wake, pending)
         new = CustomerState(dna, segments, code, self.version, t, wake, sends, last_sent, state.offset, held=held, pending=pending)
@@ -178,7 +181,7 @@ class Core:
             if wake is None or wake > until or (not inclusive and wake == until):
                 break
             dirty = (
-                due(self.dependence, current.dna, current.evaluated_at, wake, has_model=self.model is not None)
+                due(self.dependence, current.dna, current.evaluated_at, wake, has_model=self.model is not None, model=self.model)
                 if self.incremental and current.rules_version == self.version
                 else None
             )

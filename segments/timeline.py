@@ -5,21 +5,29 @@ the numbers they compare them with. ``next_wake`` then gives the earliest instan
 at which one of those fields takes a value that could flip a rule: a ``days_since`` counter
 reaching a threshold, a day's counts leaving a window, an open cart turning abandoned. A customer
 with nothing pending gets None and costs nothing until its next event.
+
+A model score the rules only compare with numbers wakes a customer at the 24 h steps where it
+crosses one of them, solved once per purchase history (``segments.crossing``); read any other way
+(arithmetic, a function's argument), at every 24 h step.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from microseg.segments import windows as w
 from microseg.segments.builtin_fields import BUILTINS
+from microseg.segments.crossing import Crossings, Watched, day_step
 from microseg.segments.dna_record import ABANDON_AFTER_S, Dna, instant
 from microseg.segments.fields import CartTimer, ChannelDays, DaysSince, Follows, Registry, Rescored, TraitWindow, Windowed
 from microseg.segments.ruleset import CasesDimension, CutsDimension, Expr, RuleSet
+from microseg.segments.predictive import PredictiveModel
 from microseg.segments.traits import Trait, next_expiry
+from microseg.segments.view import DnaView
 
 __all__ = ["TimeDependence", "time_dependence", "next_wake", "due"]
 
@@ -36,6 +44,10 @@ class TimeDependence:
     ``channel_days``, ``rescored``: the other ways time changes what they read; ``traits``: the
     windowed computed traits they read, each with the names its expiries can change. The name sets say
     which DNA names each kind of wake-up can change (the incremental evaluation of a tick).
+    ``scores``: the model scores the rules only compare with numbers, as (record's instant they
+    count from, helper naming their history, record's instant of its newest fact, the scores):
+    woken at their crossings, which ``crossings`` solves and remembers, computing the scores with
+    ``compute``.
     """
 
     spans: tuple[int, ...] = ()
@@ -45,15 +57,18 @@ class TimeDependence:
     channel_days: tuple[int, ...] = ()
     rescored: tuple[int, ...] = ()
     traits: tuple[tuple[Trait, frozenset[str]], ...] = ()
+    scores: tuple[tuple[int, str, int | None, tuple[Watched, ...]], ...] = ()
     followers: dict[str, frozenset[str]] = field(default_factory=dict)
     window_names: frozenset[str] = _NO_NAMES
     cart_names: frozenset[str] = _NO_NAMES
     channel_names: frozenset[str] = _NO_NAMES
     rescored_names: frozenset[str] = _NO_NAMES
+    crossings: Crossings = field(default_factory=Crossings, compare=False, repr=False)
+    compute: dict[str, Callable[[DnaView], Any]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def empty(self) -> bool:
-        return not (self.spans or self.counters or self.carts or self.channel_days or self.rescored or self.traits)
+        return not (self.spans or self.counters or self.carts or self.channel_days or self.rescored or self.traits or self.scores)
 
 
 def _expressions(ruleset: RuleSet) -> Iterable[Expr]:
@@ -69,9 +84,10 @@ def _expressions(ruleset: RuleSet) -> Iterable[Expr]:
             yield message.when
 
 
-def time_dependence(ruleset: RuleSet, registry: Registry | None = None) -> TimeDependence:
+def time_dependence(ruleset: RuleSet, registry: Registry | None = None, *, solve_crossings: bool = True) -> TimeDependence:
     """What of time the rules of ``ruleset`` read, from the fields' ``time`` declarations
-    (``registry``: the built-in fields by default)."""
+    (``registry``: the built-in fields by default). ``solve_crossings=False``: model scores wake
+    a customer at every 24 h step, as before their crossings were solved (to compare with)."""
     reg = BUILTINS if registry is None else registry
     timed = reg.time_dependent
     comparisons: dict[str, set[tuple[str, float]]] = {}
@@ -101,6 +117,7 @@ def time_dependence(ruleset: RuleSet, registry: Registry | None = None) -> TimeD
     spans: dict[int, set[int]] = {}
     channel_days: set[int] = set()
     rescored: list[int] = []
+    watched: dict[tuple[int, str, int | None], list[Watched]] = {}
     traits: list[tuple[Trait, frozenset[str]]] = []
     by_id = {trait.id: trait for trait in ruleset.traits}
     carts = False
@@ -118,8 +135,11 @@ def time_dependence(ruleset: RuleSet, registry: Registry | None = None) -> TimeD
             carts = True
         elif isinstance(change, ChannelDays):
             channel_days.add(change.days)
-        elif isinstance(change, Rescored) and change.since not in rescored:
-            rescored.append(change.since)
+        elif isinstance(change, Rescored):
+            if solve_crossings and change.trend != 0 and change.history is not None and spec.name in comparisons and spec.name not in opaque:
+                watched.setdefault((change.since, change.history, change.latest), []).append(Watched(spec.name, change.trend, tuple(sorted({c for _, c in comparisons[spec.name]}))))
+            elif change.since not in rescored:
+                rescored.append(change.since)
         elif isinstance(change, TraitWindow) and change.trait in by_id:
             traits.append((by_id[change.trait], frozenset({spec.name}) | frozenset(followers.get(spec.name, ()))))
     return TimeDependence(
@@ -130,16 +150,19 @@ def time_dependence(ruleset: RuleSet, registry: Registry | None = None) -> TimeD
         channel_days=tuple(sorted(channel_days)),
         rescored=tuple(rescored),
         traits=tuple(traits),
+        scores=tuple((since, history, latest, tuple(found)) for (since, history, latest), found in watched.items() if since not in rescored),
         followers={name: frozenset(found) for name, found in followers.items()},
         window_names=frozenset(names.get(Windowed, ())),
         cart_names=frozenset(names.get(CartTimer, ())),
         channel_names=frozenset(names.get(ChannelDays, ())),
         rescored_names=frozenset(names.get(Rescored, ())),
+        compute=reg.compute,
     )
 
 
 def _next_day_step(base: float, now: float) -> float:
-    return base + (math.floor((now - base) / w.DAY) + 1) * w.DAY
+    """The first instant after ``now`` at which one more whole day has passed since ``base``."""
+    return day_step(base, int((now - base) // w.DAY) + 1)
 
 
 def _crossing_days(comparisons: Iterable[tuple[str, float]]) -> tuple[int, ...]:
@@ -169,11 +192,34 @@ def _read_elsewhere(ruleset: RuleSet, dimension: CutsDimension, name: str) -> bo
 
 
 def _next_crossing(base: float, now: float, steps: tuple[int, ...]) -> float | None:
-    position = bisect_right(steps, (now - base) / w.DAY)
-    return base + steps[position] * w.DAY if position < len(steps) else None
+    position = bisect_right(steps, (now - base) // w.DAY)
+    return day_step(base, steps[position]) if position < len(steps) else None
 
 
-def _instants(dep: TimeDependence, dna: Dna, now: float, has_model: bool) -> list[tuple[float, frozenset[str]]]:
+def _score_crossing(dep: TimeDependence, dna: Dna, now: float, model: PredictiveModel | None) -> float | None:
+    """The next 24 h step after ``now`` at which a watched model score crosses one of its numbers
+    (every step where ``segments.crossing`` cannot tell, or without ``model``)."""
+    best: float | None = None
+    for since, history, latest, watched in dep.scores:
+        base = instant(dna, since)
+        if base is None:
+            continue
+        newest = instant(dna, latest) if latest is not None else None
+        start = 0 if newest is None else max(int((newest - base) // w.DAY), 0)
+        steps = None
+        if model is not None and (now - base) / w.DAY >= start:
+            steps = dep.crossings.steps(watched, history, dna, base, start, model, dep.compute)
+        at = None if steps is None else _next_crossing(base, now, steps)
+        if at is None:
+            at = _next_day_step(base, now)
+        if best is None or at < best:
+            best = at
+    return best
+
+
+def _instants(
+    dep: TimeDependence, dna: Dna, now: float, has_model: bool, model: PredictiveModel | None = None
+) -> list[tuple[float, frozenset[str]]]:
     """Each pending time-driven change after ``now`` with the DNA names it can change."""
     found: list[tuple[float, frozenset[str]]] = []
     for name, steps, since in dep.counters:
@@ -201,6 +247,10 @@ def _instants(dep: TimeDependence, dna: Dna, now: float, has_model: bool) -> lis
             base = instant(dna, since)
             if base is not None:
                 found.append((_next_day_step(base, now), dep.rescored_names))
+        if dep.scores:
+            at = _score_crossing(dep, dna, now, model)
+            if at is not None:
+                found.append((at, dep.rescored_names))
     if dep.traits and dna.traits:
         for trait, names in dep.traits:
             expiry = next_expiry(dna.traits.get(trait.id), trait, now)
@@ -209,8 +259,9 @@ def _instants(dep: TimeDependence, dna: Dna, now: float, has_model: bool) -> lis
     return found
 
 
-def next_wake(dep: TimeDependence, dna: Dna, now: float, *, has_model: bool) -> float | None:
+def next_wake(dep: TimeDependence, dna: Dna, now: float, *, has_model: bool, model: PredictiveModel | None = None) -> float | None:
     """Earliest instant (epoch seconds) after ``now`` at which the rules could see a different DNA.
+    ``model``: the model scoring (its crossings are solved with it; ``has_model`` alone: every 24 h).
 
     The same instants as ``_instants``, without building the name sets: this runs on every event.
     """
@@ -222,12 +273,12 @@ def next_wake(dep: TimeDependence, dna: Dna, now: float, *, has_model: bool) -> 
         if base is None:
             continue
         if steps is None:
-            at = base + (math.floor((now - base) / day) + 1) * day
+            at = day_step(base, int((now - base) // day) + 1)
         else:
-            position = bisect_right(steps, (now - base) / day)
+            position = bisect_right(steps, (now - base) // day)
             if position == len(steps):
                 continue
-            at = base + steps[position] * day
+            at = day_step(base, steps[position])
         if at < best:
             best = at
     if dep.spans and dna.windows.rows:
@@ -253,9 +304,13 @@ def next_wake(dep: TimeDependence, dna: Dna, now: float, *, has_model: bool) -> 
         for since in dep.rescored:
             base = instant(dna, since)
             if base is not None:
-                at = base + (math.floor((now - base) / day) + 1) * day
+                at = day_step(base, int((now - base) // day) + 1)
                 if at < best:
                     best = at
+        if dep.scores:
+            crossing = _score_crossing(dep, dna, now, model)
+            if crossing is not None and crossing < best:
+                best = crossing
     if dep.traits and dna.traits:
         table = dna.traits
         for trait, _ in dep.traits:
@@ -267,10 +322,10 @@ def next_wake(dep: TimeDependence, dna: Dna, now: float, *, has_model: bool) -> 
     return None if best == math.inf else best
 
 
-def due(dep: TimeDependence, dna: Dna, since: float, at: float, *, has_model: bool) -> frozenset[str]:
+def due(dep: TimeDependence, dna: Dna, since: float, at: float, *, has_model: bool, model: PredictiveModel | None = None) -> frozenset[str]:
     """The DNA names that time can change at ``at``, the first wake-up after ``since``."""
     names: frozenset[str] = frozenset()
-    for when, changed in _instants(dep, dna, since, has_model):
+    for when, changed in _instants(dep, dna, since, has_model, model):
         if when == at:
             names |= changed
     return names

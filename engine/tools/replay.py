@@ -41,6 +41,9 @@ class ReplayStats:
     """Decisions for customers in a control group (topic ``message-holdouts``)."""
     suppressed: Counter[str] = field(default_factory=Counter)
     rejected_reasons: Counter[str] = field(default_factory=Counter)
+    crossings: dict[str, Any] = field(default_factory=dict)
+    """How the model scores' threshold crossings were solved (``segments.crossing``: histories
+    solved, left to a daily wake-up and why, score computations, answers from the memo)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,7 @@ class ReplayStats:
             "messages": self.messages,
             "holdouts": self.holdouts,
             "suppressed": dict(self.suppressed),
+            "crossings": self.crossings,
         }
 
 
@@ -129,6 +133,7 @@ def replay(
     """
     states = {} if states is None else states
     stats = ReplayStats()
+    solved_before = core.dependence.crossings.stats()
     aliases = MemoryAliases() if aliases is None else aliases
     pipeline = Pipeline(core, source=source, kafka=False, aliases=aliases)
     clock: float = time.time() if now is None else now
@@ -148,7 +153,16 @@ def replay(
     stats.events = stats.lines - stats.rejected
     if until is not None:
         advance_all(pipeline, states, until, sink, stats, now=max(clock, until))  # time has run on to until: the clock too
+    stats.crossings = _since(solved_before, core.dependence.crossings.stats())
     return stats, states
+
+
+def _since(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Counters of ``after`` less those of ``before`` (a core may replay more than once)."""
+    return {
+        name: _since(before.get(name, {}), value) if isinstance(value, dict) else value - before.get(name, 0)
+        for name, value in after.items()
+    }
 
 
 def advance_all(pipeline: Pipeline, states: dict[str, CustomerState], until: float, sink: Sink, stats: ReplayStats, now: float | None = None) -> None:
