@@ -153,3 +153,30 @@ def test_kill_9_between_the_hand_over_and_the_merge(broker: str, workers: Any, u
         found = survivor.get(f"/customers/cust-{i}")
         assert found["dna"]["page_views_30d"] == 5 and found["dna"]["purchases_total"] == 1  # merged once, not twice
         assert found["segments"] == list(states[f"cust-{i}"].segments)
+
+
+def test_two_workers_hand_over_between_processes(broker: str, workers: Any, unique_topics: dict[str, str], tmp_path: Path) -> None:
+    """The identity topic is co-partitioned with the input across workers: with two workers sharing
+    the partitions, hand-overs go from one process to the other and the records are replay's."""
+    env, settings = _env(unique_topics, tmp_path)
+    phases = _phases()
+    replayed, states, _ = _replayed(phases)
+    first, second = workers(env), workers(env)
+    first.wait_assigned()
+    second.wait_assigned()
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # both hold partitions: the group has settled
+        a, b = first.health(), second.health()
+        if a and b and a["partitions"] and b["partitions"] and len(a["partitions"]) + len(b["partitions"]) == 4:
+            break
+        time.sleep(0.5)
+    changes = _run_phases(broker, settings, phases, _expected_by_phase(phases))
+    assert _ids(changes) == _ids(replayed.change_records)
+    for i in range(N):
+        if i == 2:
+            continue
+        found = first.get(f"/customers/cust-{i}")  # routed to the owner when it is the other worker
+        assert found["aliases"] == [f"anon-{i}"] and found["dna"]["page_views_30d"] == 5
+        assert found["segments"] == list(states[f"cust-{i}"].segments)
