@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from microseg.schemas.events import Event, decode_event
+from microseg.segments.identity import MemoryAliases
 from microseg.segments.pipeline import Batch, Pipeline, Record
 from microseg.segments.predictive import PredictiveModel
 from microseg.segments.step import Core
@@ -77,7 +78,9 @@ class Journey:
     """
 
     def __init__(self, rules: RuleSet | str, model: PredictiveModel | None = None, *, now: float = math.inf) -> None:
-        self.pipeline = Pipeline(Core(load_rules_text(rules) if isinstance(rules, str) else rules, model), source="journey", kafka=False)
+        self.aliases = MemoryAliases()
+        """The alias table (identity, CONTRACT §8): ``identify`` events link visitors to customers."""
+        self.pipeline = Pipeline(Core(load_rules_text(rules) if isinstance(rules, str) else rules, model), source="journey", kafka=False, aliases=self.aliases)
         self.now = now
         self.states: dict[str, CustomerState] = {}
         self.changes: list[dict[str, Any]] = []
@@ -98,6 +101,11 @@ class Journey:
     def _keep(self, batch: Batch) -> None:
         for states in batch.states.values():
             self.states.update(states)
+        for removed in batch.removed.values():  # visitors merged into their customers
+            for key in removed:
+                self.states.pop(key, None)
+        if batch.links or batch.unlinked:
+            self.aliases.apply(batch.links, batch.unlinked)
         self.changes += batch.changes
         self.messages += batch.messages
         self.holdouts += batch.holdouts

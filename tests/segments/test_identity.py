@@ -126,3 +126,14 @@ def test_identify_of_an_unknown_visitor_links_and_creates_the_customer() -> None
 def test_replay_is_deterministic_with_identifies() -> None:
     lines = _views("a1", 1, 3) + [_line("id1", "identify", "2026-03-02T10:00:00Z", customer="c1", anonymous="a1")] + _views("a1", 5, 2)
     assert _run(lines)[0].change_records == _run(lines)[0].change_records
+
+
+def test_the_journey_harness_merges_identities_too() -> None:
+    from microseg.segments.testing import Journey
+
+    j = Journey(RULES)
+    for line in _views("a1", 1, 3):
+        j.send_raw(line)
+    j.send_raw(_line("id1", "identify", "2026-03-02T10:00:00Z", customer="c1", anonymous="a1"))
+    assert j.segments("c1") == ("browser",) and j.aliases.customer_of("a1") == "c1"
+    assert ANONYMOUS_KEY + "a1" not in j.states
