@@ -162,8 +162,9 @@ class IdentityStage:
         if linked is None or self.partition_of(linked) == partition:
             direct.append(record)  # the visitor's own profile, or a customer here: the pipeline routes it
             return
+        catalog = self.tasks.core.ruleset.catalog
         try:
-            decode_event(value, key=record.key)  # a bad record is dead-lettered where it came in
+            (decode_event if catalog is None else catalog.decode)(value, key=record.key)  # a bad record is dead-lettered where it came in
         except InvalidEvent:
             direct.append(record)
             return
