@@ -407,8 +407,8 @@ class Runtime:
             "held_back": [{"message": m, "reason": r, "at": iso(float(t))} for t, m, r in state.held],
             "aliases": self.identity.aliases(partition, customer_id),
             "pending_messages": [
-                {"message": m, "expires_at": iso(float(expires)), "redecide_at": iso(float(due)) if due > 0 else None}
-                for m, (expires, due) in sorted(state.pending.items())
+                {"message": m, "held_for": entry[2], "expires_at": iso(float(entry[0])), "redecide_at": iso(float(entry[1])) if entry[1] > 0 else None}
+                for m, entry in sorted(state.pending.items())
             ],
         }
 
