@@ -85,8 +85,12 @@ def _runtime_run(settings: Settings, core: Core, lines: list[bytes], now: float)
         await runtime.handle(records[600:900])  # redelivered: read again after a crash before the commit
 
     asyncio.run(go())
-    states = {c: decode(raw) for p in partitions for c, raw in store.items(p)}
-    return sink, states
+    return sink, _profiles(store, partitions)
+
+
+def _profiles(store: Any, partitions: Any) -> dict[str, Any]:
+    """Every stored profile (erased marks included), not the worker's own bookkeeping (member index, counts)."""
+    return {c: decode(raw) for p in partitions for c, raw in store.items(p) if not c.startswith("\x00") or c.startswith(ERASED_PREFIX)}
 
 
 def _stored_key(settings: Settings, customer_id: str, state: Any) -> str:
@@ -185,7 +189,7 @@ def test_decisions_agree_between_replay_and_the_runtime_on_the_same_clock(tmp_pa
     assert _by(sink.messages, "decision_id") == _by(replayed.message_records, "decision_id")
     assert _by(sink.holdouts, "decision_id") == _by(replayed.holdout_records, "decision_id")
     assert all(m["send_at"] >= iso(now) for m in sink.messages if m["cause"] != "tick")
-    runtime_states = {c: decode(raw) for p in partitions for c, raw in store.items(p) if not c.startswith("\x00") or c.startswith(ERASED_PREFIX)}  # not the worker's own bookkeeping
+    runtime_states = _profiles(store, partitions)
     assert {c: (_comparable(s), s.pending) for c, s in runtime_states.items()} == {
         _stored_key(settings, c, s): (_comparable(s), s.pending) for c, s in replay_states.items()
     }
