@@ -131,6 +131,9 @@ class Batch:
         self.types: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.duplicates = 0
+        self.conversions: list[tuple[int, str, str | None]] = []
+        """Accepted ``campaign_converted`` events as (partition, message_id, variant): the bandit's
+        conversions (``engine.worker.posteriors``), counted with the state they belong to."""
         self.after_erasure = 0
         self.dropped_values = 0
         """Values computed traits could not keep (``traits.MAX_VALUES``)."""
@@ -184,6 +187,8 @@ class Batch:
         self.types.update(other.types)
         self.rejected.update(other.rejected)
         self.duplicates += other.duplicates
+        if other.conversions:
+            self.conversions += other.conversions
         self.after_erasure += other.after_erasure
         self.dropped_values += other.dropped_values
         self.stuck.update(other.stuck)
@@ -297,6 +302,9 @@ class Pipeline:
                     out.erasures.append(Erasure(customer_id, event.event_id, event.t, "already_erased", partition, record.offset))
                 continue
             states[customer_id] = result.state
+            if kind == "campaign_converted":
+                props = event.props
+                out.conversions.append((partition, props.message_id, getattr(props, "variant", None)))
             if kind == "erasure_requested":
                 out.erasures.append(Erasure(customer_id, event.event_id, event.t, "unknown" if state is None else "erased", partition, record.offset))
                 if overlay is not None:
