@@ -15,19 +15,24 @@ memberships at instants::
 An expectation at ``at`` is checked after every event of the case with ``ts`` at or before ``at``
 has been sent (in file order) and time has run on to ``at`` for every customer of the case; ``in``
 names segments the customer must be in, ``not_in`` segments it must not be in, ``only`` the exact
-set (``[]``: in none). Test files are not rule files: they are left out of the rules' version hash
+set (``[]``: in none). An event the rule set's event catalog refuses (unknown type, props
+missing or of the wrong kind: what a host would dead-letter) is a problem at its place, with the
+reason, and its case does not run. Test files are not rule files: they are left out of the rules' version hash
 and of what ``rules publish`` ships. Every problem and failure is reported as ``file:line:col``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
 
+from microseg.schemas.event_catalog import DEFAULT_CATALOG
+from microseg.schemas.event_models import InvalidEvent
 from microseg.segments.language import Problem
 from microseg.segments.rulefiles.directory import TEST_FILE_SUFFIXES
 from microseg.segments.rulefiles.marked_yaml import YamlProblem, compose, plain_scalar, position
@@ -68,6 +73,36 @@ class _Bad(Exception):
         super().__init__(message)
         self.where = position(node.start_mark)
         self.message = message
+
+
+class _Refused(Exception):
+    """Events of a case the rule set's event catalog refuses (a host would dead-letter them): each
+    one is a problem at its place, and the case does not run."""
+
+    def __init__(self, bad: list[_Bad]) -> None:
+        super().__init__("; ".join(b.message for b in bad))
+        self.bad = bad
+
+
+def _refusal(ruleset: RuleSet, raw: bytes, ts: float, e: dict[str, yaml.Node], node: yaml.Node) -> _Bad | None:
+    """Why the rule set's event catalog refuses this event (``None``: it is accepted), placed at
+    its ``type`` for an unknown type (with the closest known type), at its ``props`` for a props
+    problem, else at the event. ``ts`` (epoch seconds) is the reference instant: the test's clock."""
+    catalog = ruleset.catalog or DEFAULT_CATALOG
+    try:
+        catalog.decode(raw, reference_t=ts)
+    except InvalidEvent as exc:
+        reason = str(exc)
+    else:
+        return None
+    kind = str(_plain(e["type"]))
+    if reason.startswith("unknown event type"):
+        known = catalog.types
+        close = get_close_matches(kind, known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; expected one of: {', '.join(known)}"
+        return _Bad(e["type"], f"event refused: unknown event type {kind!r}{hint}")
+    where = e["props"] if "props" in e and reason.startswith("props") else node
+    return _Bad(where, f"{kind} event refused: {reason}")
 
 
 def _plain(node: yaml.Node) -> Any:
@@ -143,6 +178,7 @@ def _case(node: yaml.Node, ruleset: RuleSet, file_name: str, number: int) -> tup
     f = _fields(node, "a case", {"name"}, {"events", "expect"})
     name = str(_plain(f["name"])) if "name" in f else f"case {number}"
     events: list[_Event] = []
+    refused: list[_Bad] = []
     for index, item in enumerate(_list(f["events"], "events"), start=1):
         e = _fields(item, "an event", {"event_id", "channel", "props", "anonymous_id"}, {"customer", "type", "ts"})
         _, ts = _instant(e["ts"])
@@ -159,7 +195,11 @@ def _case(node: yaml.Node, ruleset: RuleSet, file_name: str, number: int) -> tup
         for optional in ("channel", "anonymous_id"):
             if optional in e:
                 record[optional] = str(_plain(e[optional]))
-        events.append(_Event(ts, orjson.dumps(record)))
+        raw = orjson.dumps(record)
+        bad = _refusal(ruleset, raw, ts, e, item)
+        if bad is not None:
+            refused.append(bad)
+        events.append(_Event(ts, raw))
     expects: list[_Expect] = []
     for item in _list(f["expect"], "expect"):
         x = _fields(item, "an expectation", {"in", "not_in", "only"}, {"at", "customer"})
@@ -173,6 +213,8 @@ def _case(node: yaml.Node, ruleset: RuleSet, file_name: str, number: int) -> tup
                 position(item.start_mark),
             )
         )
+    if refused:
+        raise _Refused(refused)
     return name, events, expects
 
 
@@ -196,6 +238,9 @@ def run_test_file(path: Path, ruleset: RuleSet, model: Any = None) -> FileResult
             name, events, expects = _case(node, ruleset, path.name, number)
         except _Bad as exc:
             result.problems.append(Problem(shown, *exc.where, exc.message))
+            continue
+        except _Refused as exc:
+            result.problems += [Problem(shown, *bad.where, bad.message) for bad in exc.bad]
             continue
         case = CaseResult(name, f"{shown}:{line}:{col}")
         _run_case(case, events, expects, ruleset, model, shown)

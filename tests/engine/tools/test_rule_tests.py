@@ -84,3 +84,24 @@ def test_problems_in_a_test_file_have_file_line_col_and_the_other_cases_still_ru
     broken = _dir(tmp_path / "b", "cases: [ {name: x\n")
     [result] = run_rule_tests(broken, load_rules(broken))
     assert len(result.problems) == 1 and "a.test.yaml:" in str(result.problems[0]) and "YAML" in str(result.problems[0])
+
+
+def test_events_the_catalog_refuses_are_problems_at_their_place_not_a_pass(tmp_path: Path) -> None:
+    rules = _dir(tmp_path, (
+        "cases:\n"
+        "  - name: misspelt type\n"
+        "    events: [{customer: c1, type: purchace, ts: '2026-01-01T10:00:00Z', props: {order_id: o1, amount: 5}}]\n"
+        "    expect: [{at: '2026-01-01T10:00:00Z', customer: c1, only: []}]\n"
+        "  - name: cart without its props\n"
+        "    events:\n"
+        "      - {customer: c2, type: cart_updated, ts: '2026-01-01T10:00:00Z', props: {cart_value: 3}}\n"
+        "    expect: [{at: '2026-01-01T10:00:00Z', customer: c2, only: []}]\n"
+    ))
+    [result] = run_rule_tests(rules, load_rules(rules))
+    assert result.cases == []
+    problems = [str(p) for p in result.problems]
+    assert problems[0].endswith("a.test.yaml:3:35: event refused: unknown event type 'purchace'; did you mean 'purchase'?")
+    assert "a.test.yaml:7:79: cart_updated event refused: props.product_id: Field required" in problems[1]
+    result = runner.invoke(app, ["rules", "test", str(rules), "--no-model"])
+    assert result.exit_code != 0 and "PASS" not in result.stdout
+    assert "did you mean 'purchase'?" in result.output
