@@ -1,7 +1,7 @@
 """Where a worker's embedded broker listens, for the commands run next to it.
 
 ``microseg worker`` without ``MICROSEG_BROKER`` runs an embedded broker on a free local port. So
-that ``microseg produce``, ``rules publish`` and ``model publish`` run from the same directory (the
+that ``microseg produce``, ``rules publish/diff/history/rollback`` and ``model publish`` run from the same directory (the
 same ``MICROSEG_DATA_DIR``) reach it without being told the port, the worker writes the broker's
 ``host:port`` to ``<data dir>/embedded-broker`` while it runs and removes it when it stops. A
 command with no broker configured reads that file and uses the address if something listens

@@ -59,12 +59,11 @@ def _published(settings: Any) -> tuple[Any, Any]:
     from microseg.segments.language.errors import RuleError
     from microseg.segments.rulefiles import compile_rule_texts
 
-    if settings.broker is None:
-        _fail("no broker configured: set MICROSEG_BROKER or --broker to the workers' broker")
     try:
         from microseg.engine.kafka.broker import check_reachable
+        from microseg.engine.tools.produce import configured_bootstrap
 
-        bootstrap = ",".join(settings.bootstrap_servers)
+        bootstrap = configured_bootstrap(settings)  # as rules publish and produce: else the local worker's embedded broker
         check_reachable(bootstrap, settings)
         history = read_rules_log(settings, bootstrap)
     except MicrosegError as exc:
@@ -224,11 +223,11 @@ def rules_rollback(
     from microseg.errors import MicrosegError
     from microseg.segments.language.errors import RuleError
 
+    from microseg.engine.tools.produce import configured_bootstrap
+
     settings = _settings(broker)
-    if settings.broker is None:
-        _fail("no broker configured: set MICROSEG_BROKER or --broker to the workers' broker")
     try:
-        found, previous = rollback_rules(settings, ",".join(settings.bootstrap_servers), version)
+        found, previous = rollback_rules(settings, configured_bootstrap(settings), version)
     except RuleError as exc:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)

@@ -143,3 +143,31 @@ def _wait(condition: Any, timeout: float = 90.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.3)
+
+
+@pytest.mark.broker
+def test_history_diff_and_rollback_find_the_local_workers_embedded_broker_as_publish_does(
+    broker: str, unique_topics: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No MICROSEG_BROKER: every rules command reads <data dir>/embedded-broker (a worker's, here the test broker's)."""
+    from microseg.engine.kafka import local_broker
+    from microseg.engine.kafka.broker import ensure_topics
+    from microseg.engine.settings import Settings
+
+    old, new, events = _files(tmp_path)
+    ensure_topics(broker, Settings(**{k.removeprefix("MICROSEG_").lower(): v for k, v in unique_topics.items()}))
+    monkeypatch.delenv("MICROSEG_BROKER", raising=False)
+    data = tmp_path / "data"
+    env = {**unique_topics, "MICROSEG_DATA_DIR": str(data)}
+    assert "no broker configured" in _cli(env, "rules", "history").output  # nothing running there yet
+    local_broker.remember(data, broker)
+    v_old, v_new = load_rules(old).version, load_rules(new).version
+    for rules in (old, new):
+        published = _cli(env, "rules", "publish", str(rules))
+        assert published.exit_code == 0, published.output
+    history = _cli(env, "rules", "history")
+    assert history.exit_code == 0 and f"in force: {v_new}" in history.stdout, history.output
+    diff = _cli(env, "rules", "diff", str(old), "--events", str(events), "--no-model")
+    assert diff.exit_code == 0 and _row(diff.stdout, "buyer")[1] == "removed", diff.output
+    rolled = _cli(env, "rules", "rollback", v_old[:6])
+    assert rolled.exit_code == 0 and f"rolled back to rules {v_old}" in rolled.stdout, rolled.output
