@@ -186,7 +186,7 @@ class EventCatalog:
         """The JSON Schema of an input event of this catalog, whole: the envelope with the props of
         each type, one of them chosen by ``type`` (custom types included)."""
         schema: dict[str, Any] = self._typed.json_schema()
-        return {"title": "customer event", "description": "An input event (CONTRACT §1), props typed by its type.", **schema}
+        return {"title": "customer event", "description": "An input event (docs/dna.md, 'Input events'), props typed by its type.", **schema}
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
         """File name -> schema, as ``microseg schema`` writes them: the envelope

@@ -73,7 +73,7 @@ def simulate_command(
     inject_bad: Annotated[float, typer.Option("--inject-bad", min=0.0, max=1.0, help="Share of malformed lines to mix in (demos).")] = 0.0,
     anonymous: Annotated[bool, typer.Option("--anonymous", help="Prospects browse as anonymous visitors (anonymous_id) until they sign up; an identify then links them.")] = False,
 ) -> None:
-    """Realistic synthetic customer journeys (personas) as CONTRACT §1 events, in event-time order."""
+    """Realistic synthetic customer journeys (personas) as input events (docs/dna.md, "Input events"), in event-time order."""
     moment = _parse_start(start)
     try:
         weights = parse_persona_weights(personas) if personas else None
