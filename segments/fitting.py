@@ -308,7 +308,7 @@ def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> BgNbdFit:
     """Maximum-likelihood BG/NBD parameters (r, alpha, a, b); times in the model unit."""
     xf, txf, Tf = _as_float(x, t_x, T)
     if xf.shape[0] < 10 or not np.any(xf > 0):
-        raise FitError(f"BG/NBD needs at least 10 customers and some repeat purchases, got {xf.shape[0]} customers")
+        raise FitError(f"BG/NBD needs at least 10 customers and some repeat purchases, got {xf.shape[0]} customer{'' if xf.shape[0] == 1 else 's'}")
     if np.any(xf < 0) or np.any(txf < 0) or np.any(Tf < txf):
         raise FitError("BG/NBD needs x >= 0 and 0 <= t_x <= T for every customer")
     (ux, ut, uT), weights = _collapse(xf, txf, Tf)

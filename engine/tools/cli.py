@@ -210,8 +210,8 @@ def rules_check(directory: Annotated[Path, typer.Argument(help="Directory of *.y
         raise typer.Exit(1)
     ruleset = _load_ruleset(directory)
     typer.echo(
-        f"ok: {len(ruleset.segments)} segments, {len(ruleset.dimensions)} dimensions, "
-        f"{len(ruleset.messages)} messages; version {ruleset.version}"
+        f"ok: {_count(len(ruleset.segments), 'segment')}, {_count(len(ruleset.dimensions), 'dimension')}, "
+        f"{_count(len(ruleset.messages), 'message')}; version {ruleset.version}"
     )
 
 
@@ -234,6 +234,11 @@ def schema_command(
         registry, catalog = ruleset.registry or BUILTINS, ruleset.catalog
     for path in write_schemas(out or SCHEMA_DIR, dna=registry.json_schema(), catalog=catalog):
         typer.echo(str(path))
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 segment``, ``2 segments``, ``0 segments`` (regular plurals only)."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def _bootstrap(settings: Any) -> str:
@@ -362,7 +367,7 @@ def rules_publish(
     except MicrosegError as exc:
         _fail(str(exc))
     assert version == ruleset.version
-    typer.echo(f"published rules {version}: {len(ruleset.segments)} segments, {len(ruleset.messages)} messages")
+    typer.echo(f"published rules {version}: {_count(len(ruleset.segments), 'segment')}, {_count(len(ruleset.messages), 'message')}")
 
 
 model_app = typer.Typer(no_args_is_help=True, help="Show and publish predictive models.")

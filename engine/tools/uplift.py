@@ -301,8 +301,9 @@ def _pct(x: float | None) -> str:
 
 
 def table(rows: Iterable[UpliftRow]) -> str:
-    """The report as an aligned text table (rates and differences in percentage points)."""
-    header = ("message", "variant", "treated", "conv", "rate", "holdout", "conv", "rate", "uplift", "95% CI (Newcombe)", "goal")
+    """The report as an aligned text table (rates and differences in percentage points); both arms
+    count customers (each once per message and arm, from their first decision), not decisions."""
+    header = ("message", "variant", "treated customers", "conv", "rate", "holdout customers", "conv", "rate", "uplift", "95% CI (Newcombe)", "goal")
     lines = [header]
     for row in rows:
         found = row.interval

@@ -34,7 +34,8 @@ def load_rules(directory: Path | str) -> RuleSet:
     """Compile every ``*.yaml``/``*.yml`` in ``directory`` (sorted); raises ``RuleError`` with all problems."""
     root = Path(directory)
     if not root.is_dir():
-        raise RuleError([Problem(str(root), 0, 0, "rules directory not found")])
+        why = "is a file, not a rules directory: give the directory that holds the *.yaml rule files" if root.exists() else "rules directory not found"
+        raise RuleError([Problem(str(root), 0, 0, why)])
     paths = sorted(p for p in root.iterdir() if is_rule_file(p))
     if not paths:
         raise RuleError([Problem(str(root), 0, 0, "no rule files (*.yaml, *.yml) in this directory")])

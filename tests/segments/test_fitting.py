@@ -113,6 +113,8 @@ def test_summarise_rejects_empty_and_early_end() -> None:
 def test_fit_needs_data() -> None:
     with pytest.raises(FitError, match="at least 10 customers"):
         fit_bgnbd([1, 0], [1.0, 0.0], [2.0, 2.0])
+    with pytest.raises(FitError, match="got 1 customer$"):
+        fit_bgnbd([1], [1.0], [2.0])
     with pytest.raises(FitError, match="repeat buyers"):
         fit_gamma_gamma([0, 0, 1], [0.0, 0.0, 3.0])
 

@@ -189,3 +189,15 @@ def test_rules_preview_shows_trait_distributions(tmp_path: Path) -> None:
     assert cells == ["views_7d", "3", "1", "1", "2", "2"]
     category = [cell.strip() for cell in next(line for line in result.stdout.splitlines() if "last_category" in line).split("│")[1:-1]]
     assert category[0] == "last_category" and category[-1] == "shoes (2), hats (1)"
+
+
+def test_rules_check_counts_in_the_singular_and_says_a_file_is_not_a_rules_directory(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "one.yaml").write_text("version: 1\nsegments:\n  - {id: buyer, when: purchases_total >= 1}\n")
+    done = CliRunner().invoke(app, ["rules", "check", str(rules)])
+    assert done.exit_code == 0 and "ok: 1 segment, 0 dimensions, 0 messages;" in done.stdout, done.output
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n")
+    refused = CliRunner().invoke(app, ["rules", "check", str(events)])
+    assert refused.exit_code != 0 and "is a file, not a rules directory" in refused.output and "not found" not in refused.output

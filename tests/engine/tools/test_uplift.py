@@ -128,7 +128,7 @@ def test_report_uplift_prints_the_table_writes_the_png_and_refuses_missing_input
     done = CliRunner().invoke(app, ["report", "uplift", "--decisions", str(dec), "--events", str(ev), "--png", str(png)])
     assert done.exit_code == 0, done.output
     lines = done.stdout.splitlines()
-    assert lines[0].split()[:3] == ["message", "variant", "treated"]
+    assert lines[0].split()[:4] == ["message", "variant", "treated", "customers"] and "holdout customers" in lines[0]
     assert [line.split()[:2] for line in lines[1:]] == [["winback", "(all)"], ["winback", "a"], ["winback", "b"]]
     assert "pp" in lines[1] and png.stat().st_size > 5_000
     as_json = CliRunner().invoke(app, ["report", "uplift", "--decisions", str(dec), "--events", str(ev), "--json"])
