@@ -22,7 +22,7 @@ from typing import Any
 
 from microseg.segments.state import StateFormatError, decode
 
-from microseg.engine.worker.member_index import members_page
+from microseg.engine.worker.member_index import members_page, profile_of
 from microseg.engine.worker.routing import decode_cursor, encode_cursor
 
 __all__ = ["CHUNK", "FRESH_S", "CELL_BANDS", "Census", "Scan", "cell_histogram", "members"]
@@ -115,7 +115,7 @@ async def members(runtime: Any, segment: str, cursor: str | None, limit: int) ->
         found += page
         if len(found) >= limit:
             if more:
-                return found, encode_cursor(partition, found[-1]["customer_id"])
+                return found, encode_cursor(partition, profile_of(found[-1]))
             later = [p for p in partitions if p > partition]
             return found, encode_cursor(later[0], None) if later else None
     return found, None

@@ -23,6 +23,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from microseg.schemas.event_models import profile_key
 from microseg.segments.language.errors import RuleError
 from microseg.segments.view import iso
 
@@ -216,17 +217,32 @@ async def customer_search(request: web.Request) -> web.Response:
 
 
 async def customer(request: web.Request) -> web.Response:
+    return await _profile(request, request.match_info["customer"], None)
+
+
+async def visitor(request: web.Request) -> web.Response:
+    """An anonymous visitor's page (CONTRACT §8): explain of its profile, no erase form."""
+    return await _profile(request, None, request.match_info["anonymous_id"])
+
+
+async def _profile(request: web.Request, customer_id: str | None, anonymous_id: str | None) -> web.Response:
+    """Explain of a customer or (``anonymous_id``) an anonymous visitor, as of now."""
     console = _console(request)
-    customer_id = request.match_info["customer"]
-    found = console.runtime.explain(customer_id)
+    shown = customer_id if customer_id is not None else anonymous_id
+    kind = "customer" if customer_id is not None else "anonymous visitor"
+    path = f"{PREFIX}/{'customers' if customer_id is not None else 'visitors'}/{quote(shown or '', safe='')}"
+    context: dict[str, Any] = {"found": None, "customer_id": shown, "visitor": anonymous_id is not None}
+    if customer_id is not None and customer_id[:1] < " ":  # a visitor's internal profile key is no customer id
+        return _page(request, "customer.html", {**context, "message": f"customer {customer_id!r} is not known: customer ids begin with a printable character"}, status=404)
+    found = console.runtime.explain(customer_id if customer_id is not None else profile_key(None, anonymous_id))
     if found is None:
-        return _page(request, "customer.html", {"found": None, "customer_id": customer_id, "message": f"customer {customer_id!r} is not known on this worker"}, status=404)
+        return _page(request, "customer.html", {**context, "message": f"{kind} {shown!r} is not known on this worker"}, status=404)
     if "error" in found:
         owner = Router(console.runtime).owner(found["partition"]) if isinstance(found.get("partition"), int) else None
-        elsewhere = f"{owner.rstrip('/')}{PREFIX}/customers/{quote(customer_id, safe='')}" if owner and owner.startswith(("http://", "https://")) else None
-        return _page(request, "customer.html", {"found": None, "customer_id": customer_id, "message": found["error"], "elsewhere": elsewhere}, status=409)
+        elsewhere = f"{owner.rstrip('/')}{path}" if owner and owner.startswith(("http://", "https://")) else None
+        return _page(request, "customer.html", {**context, "message": found["error"], "elsewhere": elsewhere}, status=409)
     dna = sorted((k, v) for k, v in found.get("dna", {}).items())
-    return _page(request, "customer.html", {"found": found, "customer_id": customer_id, "dna": dna, "aliases": found.get("aliases") or [], "done": request.query.get("done")})
+    return _page(request, "customer.html", {**context, "found": found, "dna": dna, "aliases": found.get("aliases") or [], "done": request.query.get("done")})
 
 
 async def erase(request: web.Request) -> web.Response:
@@ -404,6 +420,7 @@ def console_app(settings: Settings, runtime: Any, bootstrap: str, guard: Guard) 
     app.router.add_get("/customers", customer_search)
     app.router.add_get("/customers/{customer}", customer)
     app.router.add_post("/customers/{customer}/erase", erase)
+    app.router.add_get("/visitors/{anonymous_id}", visitor)
     app.router.add_get("/rules", rules)
     app.router.add_post("/rules/publish", publish)
     app.router.add_post("/rules/rollback", rollback)

@@ -2,7 +2,8 @@
 
 Reads ``GET /segments/{id}/members`` page by page from one worker (any: it gathers the partitions
 other workers own from them, ``engine.worker.routing``) with the read token, and writes one row per
-member: ``customer_id``, ``since`` (the entry instant, RFC 3339; empty for memberships older than
+member: ``customer_id``, ``anonymous_id`` (an anonymous visitor's: ``customer_id`` is then
+empty/null, CONTRACT §8), ``since`` (the entry instant, RFC 3339; empty for memberships older than
 the member index), ``cause`` (the event id, ``tick``, ``rules:<version>``…) and ``rules_version``.
 Members are as of each partition's last flushed batch; a page answered 503 (a rebalance) is asked
 again, up to ``RETRIES`` times a second apart, then the export stops with exit code 1 (an ``--out``
@@ -27,7 +28,7 @@ from microseg.errors import MicrosegError
 
 __all__ = ["export_app", "fetch_members", "worker_base", "worker_request"]
 
-FIELDS = ("customer_id", "since", "cause", "rules_version")
+FIELDS = ("customer_id", "anonymous_id", "since", "cause", "rules_version")
 
 export_app = typer.Typer(no_args_is_help=True, help="Export audiences from the running workers.")
 

@@ -3,6 +3,7 @@
 A worker answers ``GET /customers/{id}`` with one JSON object of about 5 KB. On a terminal it is
 printed indented (2 spaces, keys in the worker's order) for a person to read; piped or redirected
 it stays one compact line for ``jq`` and scripts. ``--pretty`` / ``--compact`` choose explicitly.
+``--anonymous``: the id is an anonymous visitor's ``anonymous_id`` (``GET /visitors/{id}``, CONTRACT §8).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ class ExplainError(Exception):
         self.code = code
 
 
-def fetch_explain(base: str, customer_id: str, token: str | None, timeout: float = 10.0) -> Any:
-    """The worker's explain answer for ``customer_id`` (decoded JSON); ``ExplainError`` with exit code
-    1 when the worker answers with an error (unknown customer, token refused), 2 when none answers."""
-    url = f"{base.rstrip('/')}/customers/{urllib.parse.quote(customer_id, safe='')}"
+def fetch_explain(base: str, customer_id: str, token: str | None, timeout: float = 10.0, *, anonymous: bool = False) -> Any:
+    """The worker's explain answer for ``customer_id`` (an ``anonymous_id`` with ``anonymous``;
+    decoded JSON); ``ExplainError`` with exit code 1 when the worker answers with an error (unknown
+    customer, token refused), 2 when none answers."""
+    url = f"{base.rstrip('/')}/{'visitors' if anonymous else 'customers'}/{urllib.parse.quote(customer_id, safe='')}"
     request = urllib.request.Request(url)
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
@@ -59,13 +61,14 @@ def render_explain(found: Any, pretty: bool) -> str:
 
 
 def explain_command(
-    customer_id: Annotated[str, typer.Argument(help="The customer to explain.")],
+    customer_id: Annotated[str, typer.Argument(help="The customer to explain (an anonymous_id with --anonymous).")],
+    anonymous: Annotated[bool, typer.Option("--anonymous", help="The id is an anonymous visitor's anonymous_id (not identified yet).")] = False,
     url: Annotated[Optional[str], typer.Option("--url", help="Worker base URL (default http://MICROSEG_WEB_HOST:MICROSEG_WEB_PORT).")] = None,
     pretty: Annotated[
         Optional[bool], typer.Option("--pretty/--compact", help="Indented JSON, or one line. Default: indented on a terminal, one line when piped.")
     ] = None,
 ) -> None:
-    """DNA, segments, DNA code and why, from a running worker."""
+    """DNA, segments, DNA code and why, as of now, from a running worker."""
     from microseg.engine.settings import load_settings
 
     try:
@@ -76,7 +79,7 @@ def explain_command(
     base = url or f"http://{settings.web_host}:{settings.web_port}"
     secret = settings.read_token or settings.api_token  # the least power that can read
     try:
-        found = fetch_explain(base, customer_id, secret.get_secret_value() if secret is not None else None)
+        found = fetch_explain(base, customer_id, secret.get_secret_value() if secret is not None else None, anonymous=anonymous)
     except ExplainError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.code) from None

@@ -21,6 +21,7 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from microseg.schemas.event_models import profile_key
 from microseg.engine.model_in_use import ModelInUse
 from microseg.engine.worker.auth import Guard, Scope
 from microseg.engine.worker.consumer import consume_forever
@@ -314,18 +315,33 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     async def segments(web: Any, request: Request) -> Response:
         return web.json({"rules_version": runtime.ruleset.version, "partitions": sorted(runtime.ready), "segments": runtime.segment_populations()})
 
+    async def _explain(view: View, request: Request, key: str, unknown: str) -> Response:
+        """Explain the profile ``key`` (``Runtime.explain``), forwarded to its owner like any routed read."""
+        if (refused := _refused(guard, view, request, Scope.READ, runtime)) is not None:
+            return refused
+        found = runtime.explain(key)
+        if found is None:
+            return view.json({"error": unknown}, status=404)
+        if "error" in found and not request.headers.get(ROUTED_HEADER):
+            return await _routed(view, request, "GET", found["partition"])
+        status = 409 if "error" in found else 200
+        return view.bytes(orjson.dumps(found, default=str), content_type="application/json", status=status)
+
+    @app.page("/visitors/{anonymous_id}")
+    class Visitor(View):
+        """An anonymous visitor's explain (CONTRACT §8): the profile of ``anonymous_id`` while it is
+        not identified; once identified it is the customer's alias (``GET /customers/{id}``)."""
+
+        async def get(self, request: Request, anonymous_id: str) -> Response:
+            unknown = f"anonymous visitor {anonymous_id!r} is not known (never seen, erased, or identified: its customer lists it in 'aliases')"
+            return await _explain(self, request, profile_key(None, anonymous_id), unknown)
+
     @app.page("/customers/{customer_id}")
     class Customer(View):
         async def get(self, request: Request, customer_id: str) -> Response:
-            if (refused := _refused(guard, self, request, Scope.READ, runtime)) is not None:
-                return refused
-            found = runtime.explain(customer_id)
-            if found is None:
-                return self.json({"error": f"customer {customer_id!r} is not known"}, status=404)
-            if "error" in found and not request.headers.get(ROUTED_HEADER):
-                return await _routed(self, request, "GET", found["partition"])
-            status = 409 if "error" in found else 200
-            return self.bytes(orjson.dumps(found, default=str), content_type="application/json", status=status)
+            if customer_id[:1] < " ":  # not a customer id: profile keys of visitors stay internal
+                return self.json({"error": f"customer {customer_id!r} is not known (customer ids begin with a printable character; an anonymous visitor is GET /visitors/{{anonymous_id}})"}, status=404)
+            return await _explain(self, request, customer_id, f"customer {customer_id!r} is not known")
 
         async def delete(self, request: Request, customer_id: str) -> Response:
             if (refused := _refused(guard, self, request, Scope.ADMIN, runtime)) is not None:

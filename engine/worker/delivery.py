@@ -25,7 +25,7 @@ from microseg.segments.pipeline import Batch
 from microseg.engine.kafka.clients import SharedProducer
 from microseg.engine.settings import Settings
 
-__all__ = ["OutputSink", "KafkaSink", "MemorySink", "OutputWriter", "membership_records", "dead_letter_key"]
+__all__ = ["OutputSink", "KafkaSink", "MemorySink", "OutputWriter", "membership_records", "membership_key", "ANONYMOUS_MEMBERSHIP", "dead_letter_key"]
 
 
 def dead_letter_key(letter: dict[str, Any]) -> bytes | None:
@@ -114,23 +114,34 @@ class OutputWriter:
         return futures
 
 
+ANONYMOUS_MEMBERSHIP = "anonymous:"
+"""Before the segment in an anonymous visitor's ``segment-memberships`` key: ``<anonymous_id>|anonymous:<segment>``.
+A customer's key is ``<customer_id>|<segment>``; segment ids match ``[a-z][a-z0-9_]*`` (no ``|``, no
+``:``), so the part after the last ``|`` tells the two apart and no customer's key equals a visitor's."""
+
+
+def membership_key(change: dict[str, Any]) -> str:
+    """A membership's key on ``segment-memberships``: ``customer_id|segment``, or for an anonymous
+    visitor (``customer_id`` null) ``anonymous_id|anonymous:segment`` (``ANONYMOUS_MEMBERSHIP``)."""
+    if change["customer_id"] is None:
+        return f"{change['anonymous_id']}|{ANONYMOUS_MEMBERSHIP}{change['segment']}"
+    return f"{change['customer_id']}|{change['segment']}"
+
+
 def membership_records(changes: Iterable[dict[str, Any]]) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
     """The compacted ``segment-memberships`` topic's records for some segment changes: key
-    ``customer_id|segment`` (an anonymous visitor's: U+0001 + anonymous_id), value the entry record on ``entered``, a tombstone on ``exited``
-    (micro moves are not memberships). The last value per key is the current membership."""
+    ``membership_key`` (printable: an anonymous visitor's by its ``anonymous_id``), value the entry
+    record on ``entered``, a tombstone on ``exited`` (micro moves are not memberships). The last
+    value per key is the current membership."""
     for change in changes:
-        segment = change["segment"]
-        if segment == "micro":
+        if change["segment"] == "micro":
             continue
-        profile = change["customer_id"]
-        if profile is None:  # an anonymous visitor: its profile key, which no customer id can equal (CONTRACT §8)
-            profile = "\x01" + change["anonymous_id"]
-        key = f"{profile}|{segment}".encode()
-        yield key, (change if change["change"] == "entered" else None)
+        yield membership_key(change).encode(), (change if change["change"] == "entered" else None)
 
 
 def _customer_of(key: bytes) -> bytes:
-    """A memberships key's customer id: records go to the customer's partition, like its other outputs."""
+    """A memberships key's customer id (an anonymous visitor's ``anonymous_id``): records go to
+    the partition the profile's other outputs (keyed by that id) go to."""
     return key.rpartition(b"|")[0]
 
 

@@ -13,6 +13,11 @@ starting with ``\\x00`` are not customers (the sweep and the wake index skip the
 keeps keys sorted, so one segment's members are one range scan from the prefix, paged by the last
 customer id returned.
 
+An anonymous visitor is indexed under its profile key (U+0001 + anonymous_id, CONTRACT §8) like
+every key of its state, but that key is never shown: a member is read in its public form
+``{"customer_id": null, "anonymous_id": ...}`` (``public_member``), and the paging position is the
+profile key again (``profile_of``).
+
 A partition recovered without the index (state written before it existed) gets it built once from
 its states (``rebuild_writes``), marked by ``INDEX_MARK``; such entries carry no entry record's
 ``change_id`` or ``at`` (they were emitted before the index existed), only ``since: null``.
@@ -25,13 +30,14 @@ from typing import Any
 
 import orjson
 
+from microseg.schemas.event_models import ANONYMOUS_KEY, profile_key
 from microseg.segments.changes import MICRO
 from microseg.segments.pipeline import Batch
 from microseg.segments.state import CustomerState, StateFormatError, decode
 
 from microseg.engine.state.base import DnaStore
 
-__all__ = ["PREFIX", "INDEX_MARK", "member_key", "segment_prefix", "index_writes", "rebuild_writes", "members_page", "member_entry"]
+__all__ = ["PREFIX", "INDEX_MARK", "member_key", "segment_prefix", "index_writes", "rebuild_writes", "members_page", "member_entry", "public_profile", "profile_of"]
 
 PREFIX = "\x00m\x00"
 INDEX_MARK = "\x00member-index"
@@ -50,6 +56,19 @@ def member_key(segment: str, customer_id: str) -> str:
 def member_entry(record: Mapping[str, Any]) -> bytes:
     """What an index key holds: the entry record, as emitted on ``segment-changes``."""
     return orjson.dumps(record)
+
+
+def public_profile(key: str) -> dict[str, str | None]:
+    """A profile key in its public form: ``{"customer_id": id, "anonymous_id": None}`` for a
+    customer, ``{"customer_id": None, "anonymous_id": id}`` for an anonymous visitor."""
+    if key[:1] == ANONYMOUS_KEY:
+        return {"customer_id": None, "anonymous_id": key[1:]}
+    return {"customer_id": key, "anonymous_id": None}
+
+
+def profile_of(member: Mapping[str, Any]) -> str:
+    """The profile key of a member in its public form (the paging position after it)."""
+    return profile_key(member.get("customer_id"), member.get("anonymous_id"))
 
 
 def _segments(state: CustomerState | None) -> tuple[str, ...]:
@@ -79,8 +98,8 @@ def index_writes(out: Batch, partition: int) -> dict[str, bytes | None]:
             if segment in before:
                 continue
             if entries is None:
-                entries = {(c["customer_id"], c["segment"]): c for c in out.changes if c["change"] == "entered" and c["segment"] != MICRO}
-            record = entries.get((customer_id, segment)) or {"customer_id": customer_id, "segment": segment, "change": "entered", "at": None}
+                entries = {(profile_key(c["customer_id"], c.get("anonymous_id")), c["segment"]): c for c in out.changes if c["change"] == "entered" and c["segment"] != MICRO}
+            record = entries.get((customer_id, segment)) or {**public_profile(customer_id), "segment": segment, "change": "entered", "at": None}
             writes[member_key(segment, customer_id)] = member_entry(record)
     return writes
 
@@ -96,7 +115,7 @@ def rebuild_writes(items: Iterable[tuple[str, bytes]]) -> dict[str, bytes | None
         except StateFormatError:
             continue
         for segment in _segments(state):
-            record = {"customer_id": customer_id, "segment": segment, "change": "entered", "at": None, "rules_version": state.rules_version.partition("+")[0]}
+            record = {**public_profile(customer_id), "segment": segment, "change": "entered", "at": None, "rules_version": state.rules_version.partition("+")[0]}
             writes[member_key(segment, customer_id)] = member_entry(record)
     writes[INDEX_MARK] = _LAYOUT
     return writes
@@ -104,8 +123,9 @@ def rebuild_writes(items: Iterable[tuple[str, bytes]]) -> dict[str, bytes | None
 
 def members_page(store: DnaStore, partition: int, segment: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
     """Up to ``limit`` members of ``segment`` in ``partition`` whose id sorts after ``after`` (by
-    UTF-8 bytes), in that order, as ``{"customer_id", "since", "cause", "rules_version"}``; and
-    whether more follow."""
+    UTF-8 bytes; ``after`` is a profile key, ``profile_of`` of the last member returned), in that
+    order, as ``{"customer_id", "anonymous_id", "since", "cause", "rules_version"}`` (``public_profile``);
+    and whether more follow."""
     prefix = segment_prefix(segment)
     found = store.scan(partition, prefix, None if after is None else prefix + after, limit + 1)
     members = []
@@ -116,7 +136,7 @@ def members_page(store: DnaStore, partition: int, segment: str, after: str | Non
             record = {}
         members.append(
             {
-                "customer_id": key[len(prefix):],
+                **public_profile(key[len(prefix):]),
                 "since": record.get("at"),
                 "cause": record.get("cause"),
                 "rules_version": record.get("rules_version"),

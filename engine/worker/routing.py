@@ -11,7 +11,8 @@ partition, so:
   forwarded again (an owner that lost the partition meanwhile answers 409, as before routing).
 - ``GET /segments/{id}/members`` walks the partitions in order: the local ones from the store, the
   others by asking their owner for one partition's page (``?partition=P&after=ID&limit=N``). The
-  cursor is opaque (``P:last customer id``, base64url), so a client pages through every worker's
+  cursor is opaque (``P:last profile key``, base64url: an anonymous visitor's is U+0001 +
+  anonymous_id), so a client pages through every worker's
   members from any one of them.
 """
 
@@ -27,7 +28,7 @@ import orjson
 
 from microseg.errors import MicrosegError
 
-from microseg.engine.worker.member_index import members_page
+from microseg.engine.worker.member_index import members_page, profile_of
 
 __all__ = ["ROUTED_HEADER", "Router", "RoutingError", "encode_cursor", "decode_cursor", "MAX_LIMIT", "DEFAULT_LIMIT"]
 
@@ -172,7 +173,7 @@ class Router:
                 page, more = body["members"], bool(body["more"])
             found += page
             if more:
-                after = page[-1]["customer_id"] if page else after
+                after = profile_of(page[-1]) if page else after
                 if len(found) >= limit:
                     break
             else:

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from microseg.schemas.event_models import ANONYMOUS_KEY
 from microseg.segments.evaluate import CODE_SEPARATOR
 from microseg.segments.predictive import PredictiveModel
 from microseg.segments.step import Core
@@ -34,6 +35,7 @@ from microseg.engine.state.base import DnaStore
 from microseg.engine.worker.audit import ErasureAudit, new_api_request_id
 from microseg.engine.worker.delivery import OutputSink
 from microseg.engine.worker.health import Health
+from microseg.engine.worker.member_index import public_profile
 from microseg.engine.worker.metrics import Metrics, observe_many
 from microseg.engine.worker.posteriors import COUNTS_KEY, Posteriors, attach
 from microseg.engine.worker.resolution import IdentityStage
@@ -157,8 +159,11 @@ class Runtime:
     # -- partitions ---------------------------------------------------------------------
 
     def partition_of(self, customer_id: str) -> int:
-        """The input partition of a customer (Kafka's default keyed partitioner)."""
-        return self._partitioner(customer_id.encode(), list(range(self.settings.partitions)), [])
+        """The input partition of a profile (Kafka's default keyed partitioner on the id its events
+        are keyed by: a customer's id; for an anonymous visitor's profile key, U+0001 + anonymous_id,
+        the anonymous_id)."""
+        key = customer_id[1:] if customer_id[:1] == ANONYMOUS_KEY else customer_id
+        return self._partitioner(key.encode(), list(range(self.settings.partitions)), [])
 
     async def _ensure_ready(self, partition: int) -> None:
         if partition in self.ready:
@@ -371,18 +376,33 @@ class Runtime:
     # -- explain ------------------------------------------------------------------------
 
     def explain(self, customer_id: str) -> dict[str, Any] | None:
-        """DNA, segments, DNA code and why, as of the customer's last evaluation; None if unknown here."""
+        """DNA, segments, DNA code and why, as of the processing clock now; None if unknown here.
+
+        ``customer_id`` is a profile key (an anonymous visitor's: U+0001 + anonymous_id); the answer
+        names the profile in its public form (``customer_id`` null and ``anonymous_id`` for a
+        visitor, CONTRACT §8). The stored state was evaluated at the customer's last event or
+        wake-up (``evaluated_at``); a copy of it is advanced to ``self.clock()`` by the core's own
+        ``advance`` (every wake-up due by then fires at its instant, as the next tick would) and
+        the DNA values, rules and segments are read on that copy at now (``as_of``). Nothing is
+        stored or emitted. A state the core cannot advance is shown as stored (``advance_error``)."""
         partition = self.partition_of(customer_id)
+        profile = public_profile(customer_id)
         if partition not in self.ready:
-            return {"customer_id": customer_id, "error": f"partition {partition} is not owned by this worker", "partition": partition}
+            return {**profile, "error": f"partition {partition} is not owned by this worker", "partition": partition}
         raw = self.store.get_many(partition, [customer_id]).get(customer_id)
         if raw is None:
             return None
-        state = decode(raw)
-        if state.erased:
+        stored = decode(raw)
+        if stored.erased:
             return None
         core = self.tasks.core
-        view = core.view(state.dna, state.evaluated_at)
+        now = max(self.clock(), stored.evaluated_at)
+        problem = None
+        try:
+            state = core.advance(customer_id, stored, now, now=now).state
+        except Exception as exc:  # noqa: BLE001 - explain still shows what is stored
+            state, now, problem = stored, stored.evaluated_at, f"{type(exc).__name__}: {exc}"
+        view = core.view(state.dna, now)
         dna = view.snapshot()
         ruleset = core.ruleset
         segments = [
@@ -392,9 +412,11 @@ class Runtime:
         labels = state.code.split(CODE_SEPARATOR) if state.code else []
         dimensions = [{"name": d.name, "label": label} for d, label in zip(ruleset.dimensions, labels)]
         return {
-            "customer_id": customer_id,
+            **profile,
             "partition": partition,
-            "as_of": iso(state.evaluated_at),
+            "as_of": iso(now),
+            "evaluated_at": iso(stored.evaluated_at),
+            **({"advance_error": problem} if problem is not None else {}),
             "rules_version": state.rules_version.partition("+")[0],
             "model_version": state.rules_version.partition("+")[2] or None,
             "segments": list(state.segments),
@@ -405,7 +427,7 @@ class Runtime:
             "next_wake": iso(state.wake) if state.wake is not None else None,
             "recent_messages": [{"message": s[1], "send_at": iso(float(s[0])), "channel": s[2] if len(s) > 2 else None} for s in state.sends],
             "held_back": [{"message": m, "reason": r, "at": iso(float(t))} for t, m, r in state.held],
-            "aliases": self.identity.aliases(partition, customer_id),
+            "aliases": self.identity.aliases(partition, customer_id) if profile["customer_id"] is not None else [],
             "pending_messages": [
                 {"message": m, "held_for": entry[2], "expires_at": iso(float(entry[0])), "redecide_at": iso(float(entry[1])) if entry[1] > 0 else None}
                 for m, entry in sorted(state.pending.items())

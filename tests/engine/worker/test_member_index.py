@@ -107,3 +107,63 @@ def test_cursors_are_opaque_but_checked() -> None:
         decode_cursor("bm90LWEtY3Vyc29y")
     page = run(Router(rt).members("buyer", None, 10, None))
     assert page == {"segment": "buyer", "rules_version": rt.ruleset.version, "members": [], "next_cursor": None}
+
+
+def _visitor(feed: Feed, anonymous_id: str, event_id: str, kind: str, ts: str, **props: Any) -> Any:
+    """An anonymous visitor's input record, keyed and partitioned by its anonymous_id (CONTRACT §8)."""
+    import orjson
+
+    from microseg.segments.pipeline import Record
+
+    from tests.engine.worker.test_runtime import partition_of
+
+    partition = partition_of(anonymous_id)
+    offset = feed.offsets.get(partition, 0)
+    feed.offsets[partition] = offset + 1
+    value = orjson.dumps({"event_id": event_id, "anonymous_id": anonymous_id, "type": kind, "ts": ts, "props": props})
+    return Record(partition, offset, anonymous_id.encode(), value)
+
+
+def test_anonymous_visitors_are_members_in_their_public_form_and_are_explained() -> None:
+    """A visitor is read as ``customer_id: null`` + ``anonymous_id`` wherever members are read, with
+    its entry record's since/cause; a customer and a visitor with the same id are two members; the
+    memberships topic keys are printable and distinct; explain answers for the visitor."""
+    import orjson
+
+    from microseg.engine.worker.delivery import membership_key
+    from microseg.schemas.event_models import profile_key
+
+    rt = runtime()
+    feed = Feed()
+    records = feed.records([("x", "purchase", "2026-03-01T10:00:00Z", {"order_id": "o-x", "amount": 12})])
+    records += [_visitor(feed, a, f"buy-{a}", "purchase", "2026-03-01T11:00:00Z", order_id=f"o-{a}", amount=7) for a in ("x", "anon-a", "anon-b")]
+
+    async def go() -> None:
+        await assign_all(rt)
+        await rt.handle(records)
+
+    run(go())
+    router = Router(rt)
+    for limit in (1, 2, 1000):
+        cursor, seen = None, []
+        while True:
+            page = run(router.members("buyer", cursor, limit, None))
+            assert b"\\u0001" not in orjson.dumps(page) and b"\x01" not in orjson.dumps(page)
+            seen += page["members"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted((m["customer_id"] or "", m["anonymous_id"] or "") for m in seen) == [("", "anon-a"), ("", "anon-b"), ("", "x"), ("x", "")]
+    visitor = next(m for m in seen if m["anonymous_id"] == "anon-a")
+    assert visitor["since"] == "2026-03-01T11:00:00.000Z" and visitor["cause"] == "buy-anon-a" and visitor["rules_version"] == rt.ruleset.version
+
+    keys = {membership_key(c) for c in rt.sink.changes if c["segment"] == "buyer"}  # type: ignore[attr-defined]
+    assert keys == {"x|buyer", "x|anonymous:buyer", "anon-a|anonymous:buyer", "anon-b|anonymous:buyer"}
+    assert all(k.isprintable() for k in keys)
+
+    explained = rt.explain(profile_key(None, "anon-a"))
+    assert explained is not None and explained["customer_id"] is None and explained["anonymous_id"] == "anon-a"
+    assert explained["segments"] == ["buyer"] and explained["dna"]["purchases_total"] == 1 and explained["aliases"] == []
+    customer = rt.explain("x")
+    assert customer is not None and customer["customer_id"] == "x" and customer["anonymous_id"] is None
+    assert rt.explain(profile_key(None, "never-seen")) is None

@@ -268,3 +268,33 @@ def test_a_recreated_input_topic_is_read_from_its_start_not_skipped_by_old_offse
         assert out.duplicates == 0 and [c["segment"] for c in out.changes] == ["buyer"]
 
     run(go())
+
+
+def test_explain_is_as_of_the_processing_clock_on_a_copy() -> None:
+    """Explain advances a copy of the stored state to the clock's now with the core (the wake-ups a
+    tick would fire): the values and segments are now's, nothing is stored or emitted."""
+    from microseg.segments.state import decode
+    from microseg.segments.view import iso
+
+    clock = Clock(T0)
+    rt = runtime(clock=clock)
+
+    async def go() -> None:
+        await assign_all(rt)
+        await rt.handle(Feed().records([("c1", "session_started", "2026-03-01T10:00:00Z", {})]))
+
+    run(go())
+    clock.t = T0 + 10 * DAY  # no tick has run since
+    found = rt.explain("c1")
+    assert found is not None
+    assert found["as_of"] == iso(T0 + 10 * DAY) and found["evaluated_at"] == iso(T0)
+    assert found["dna"]["days_since_last_activity"] == 10
+    assert found["segments"] == ["quiet"] and {"id": "quiet", "in": True} == {k: w[k] for w in found["why"] if w["id"] == "quiet" for k in ("id", "in")}
+    stored = decode(rt.store.get_many(partition_of("c1"), ["c1"])["c1"])
+    assert stored.evaluated_at == T0 and "quiet" not in stored.segments  # nothing stored
+    assert not [c for c in rt.sink.changes if c["segment"] == "quiet"]  # type: ignore[attr-defined]  # nothing emitted
+    run(rt.tick())  # what the engine then does: the same answer
+    ticked = rt.explain("c1")
+    assert ticked is not None
+    assert (ticked["segments"], ticked["dna"], ticked["next_wake"], ticked["as_of"]) == (found["segments"], found["dna"], found["next_wake"], found["as_of"])
+    assert ticked["evaluated_at"] != found["evaluated_at"]
