@@ -6,6 +6,7 @@ import math
 
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -28,11 +29,24 @@ report_app = typer.Typer(no_args_is_help=True, help="Reports over the engine's o
 app.add_typer(report_app, name="report")
 
 
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+    """microseg's own warnings (a degenerate model, ...) as one ``warning: ...`` line on stderr,
+    like the CLI's other warnings; any other warning as Python shows it."""
+    if category.__module__.startswith("microseg"):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=print_version, help="Print the version and exit.")] = False,
 ) -> None:
     """microseg command line."""
+    warnings.showwarning = _show_warning
 
 
 app.command("simulate")(simulate_command)
@@ -144,12 +158,13 @@ def replay_command(
 
     from microseg.engine.startup import tune_gc
 
+    until_t = _parse_instant(until, "--until") if until else None  # the arguments first, before any model warning
+    now_t = math.inf if as_live else _parse_instant(now, "--now") if now else None
     ruleset = _load_ruleset(rules)
     core = Core(ruleset, _load_model(model, no_model))
     history = _load_posteriors(posteriors)
     attach(core, history)  # decisions read the snapshot in force at their time, as in the worker
     tune_gc()
-    until_t = _parse_instant(until, "--until") if until else None
     out_handle = open(out, "wb") if out else None  # noqa: SIM115
     dlq_handle = open(dlq, "wb") if dlq else None  # noqa: SIM115
     bar, advance = _progress(events)
@@ -164,7 +179,7 @@ def replay_command(
             until=until_t,
             source=str(events),
             on_line=advance,
-            now=math.inf if as_live else _parse_instant(now, "--now") if now else None,
+            now=now_t,
         )
     finally:
         if bar is not None:

@@ -193,11 +193,12 @@ def rules_preview(
     from microseg.segments.step import Core
     from microseg.segments.view import iso
 
+    wanted = as_of or until
+    at = _instant(wanted, "--as-of") if wanted else None  # the arguments first, before any model warning
     ruleset = _load_ruleset(directory)
     core = Core(ruleset, _load_model(model, no_model))
     sink = CountingSink()
-    wanted = as_of or until
-    stats, states, instant, skipped = sizes_as_of(core, events, _instant(wanted, "--as-of") if wanted else None, sink)
+    stats, states, instant, skipped = sizes_as_of(core, events, at, sink)
     population: Counter[str] = Counter()
     cells: Counter[str] = Counter()
     live = 0

@@ -72,3 +72,17 @@ def test_model_publish_refuses_a_bad_file_and_needs_a_broker(tmp_path: Path) -> 
     (tmp_path / "ok.json").write_text(FITTED.to_json())
     unreachable = runner.invoke(app, ["model", "publish", str(tmp_path / "ok.json"), "--broker", "127.0.0.1:1"])
     assert unreachable.exit_code == 2 and "cannot reach the broker at 127.0.0.1:1" in unreachable.stderr
+
+
+def test_a_degenerate_model_is_one_warning_line_and_arguments_are_checked_before_the_demo_warning(tmp_path: Path) -> None:
+    degenerate = PredictiveModel(BgNbdParams(0.2426, 4.4136, 5e6, 5e6), GammaGammaParams(6.2496, 3.7442, 15.4435), description="flat")
+    model = tmp_path / "flat.json"
+    model.write_text(degenerate.to_json())
+    shown = runner.invoke(app, ["model", "show", str(model)])
+    assert shown.exit_code == 0, shown.output
+    (warning,) = [line for line in shown.stderr.splitlines() if line.strip()]
+    assert warning.startswith(f"warning: {model}: BG/NBD a + b = ") and "ModelWarning" not in warning and ".py:" not in warning
+    events = _events(tmp_path / "events.jsonl")
+    wrong = runner.invoke(app, ["replay", str(events), "--now", "yesterday"])
+    assert wrong.exit_code != 0 and "--now 'yesterday' is not an RFC 3339 time" in wrong.stderr
+    assert not _warnings(wrong.stderr) and "demo model" not in wrong.stderr
