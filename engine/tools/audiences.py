@@ -72,7 +72,11 @@ def worker_request(base: str, path: str, *, timeout: float = 60.0, retries: int 
             if exc.code == 503 and attempt < retries:
                 time.sleep(1.0)
                 continue
-            raise ExportError(f"{base}{path.split('?')[0]}: {exc.code} {body}") from None
+            hint = ""
+            if exc.code in (401, 403):
+                sent = "no token was sent" if token is None else "the token sent was refused"
+                hint = f" ({sent}: set MICROSEG_READ_TOKEN, or MICROSEG_API_TOKEN, to the workers' token)"
+            raise ExportError(f"{base}{path.split('?')[0]}: {exc.code} {body}{hint}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise ExportError(f"no worker answers at {base} ({getattr(exc, 'reason', exc)}); start one with 'microseg worker' or pass --url") from None
     raise AssertionError("unreachable")
@@ -117,10 +121,20 @@ def export_segment(
     if fmt not in ("csv", "jsonl"):
         typer.echo(f"error: --format {fmt!r}: csv or jsonl", err=True)
         raise typer.Exit(2)
+    import shutil
+    import tempfile
+
     base = worker_base(url)
-    handle: IO[str] = open(out, "w", encoding="utf-8", newline="") if out is not None else sys.stdout  # noqa: SIM115
+    # Nothing is written before the whole list is read: stdout gets it from a spooled copy at the end.
+    handle: IO[str] = (
+        open(out, "w", encoding="utf-8", newline="") if out is not None  # noqa: SIM115
+        else tempfile.SpooledTemporaryFile(max_size=16 << 20, mode="w+", encoding="utf-8", newline="")  # type: ignore[assignment]
+    )
     try:
         count = write_members(fetch_members(base, segment), handle, fmt)
+        if out is None:
+            handle.seek(0)
+            shutil.copyfileobj(handle, sys.stdout)
     except MicrosegError as exc:
         if out is not None:  # no partial list left behind as if it were the audience
             handle.close()
@@ -128,6 +142,6 @@ def export_segment(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     finally:
-        if out is not None and not handle.closed:
+        if not handle.closed:
             handle.close()
     typer.echo(f"{count} members of {segment} from {base}", err=True)
