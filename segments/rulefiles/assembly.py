@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
+from typing import Any
 
 from microseg.schemas.rulefile import RuleFileModel
 from microseg.segments.language import Problem
@@ -28,6 +29,15 @@ def _iter_models(parts: list[RuleFile]) -> Iterator[tuple[RuleFile, RuleFileMode
     for part in parts:
         if part.model is not None:
             yield part, part.model
+
+
+def _in_file_order(part: RuleFile, section: str, valid: list[Any]) -> list[tuple[int, str, Any]]:
+    """``(index, id, model or None)`` for every item of ``section`` with an id, in file order: the
+    valid ones with their model, the ones that failed validation (already reported) with None, so
+    duplicate ids are found together with the file's other problems."""
+    items: list[tuple[int, str, Any]] = [(i, item.id, item) for i, item in zip(part.kept[section], valid)]
+    items += [(i, item_id, None) for i, item_id, _ in part.loose_items[section]]
+    return sorted(items, key=lambda item: item[0])
 
 
 def assemble(parts: list[RuleFile], version: str, names: tuple[str, ...], problems: list[Problem], declared: Declarations | None = None) -> RuleSet:
@@ -58,14 +68,14 @@ def assemble(parts: list[RuleFile], version: str, names: tuple[str, ...], proble
                 add(part, here, f"'{section}' is already defined in {section_owner[section]}; keep it in one file")
             else:
                 section_owner[section] = f"{part.name}:{here[0]}:{here[1]}"
-        for i, seg in zip(part.kept["segments"], model.segments):
+        for i, seg_id, seg in _in_file_order(part, "segments", model.segments):
             where = part.at(("segments", i, "id"))
-            if seg.id in seen_segments:
-                add(part, where, f"segment id '{seg.id}' is already used at {seen_segments[seg.id]}")
+            if seg_id in seen_segments:
+                add(part, where, f"segment id '{seg_id}' is already used at {seen_segments[seg_id]}")
                 continue
-            seen_segments[seg.id] = f"{part.name}:{where[0]}:{where[1]}"
+            seen_segments[seg_id] = f"{part.name}:{where[0]}:{where[1]}"
             expr = part.exprs.get(("segments", i, "when"))
-            if expr is not None:
+            if seg is not None and expr is not None:
                 segments.append(Segment(seg.id, seg.description, expr, Origin(part.name, *part.at(("segments", i)))))
         if model.microsegments is not None:
             names_seen: set[str] = set()
@@ -77,13 +87,19 @@ def assemble(parts: list[RuleFile], version: str, names: tuple[str, ...], proble
                 built = build_dimension(part, path, dim, lambda w, m, p=part: add(p, w, m))
                 if built is not None:
                     dimensions.append(built)
-        for i, msg in zip(part.kept["messages"], model.messages):
+        for i, msg_id, msg in _in_file_order(part, "messages", model.messages):
             path = ("messages", i)
             where = part.at((*path, "id"))
-            if msg.id in seen_messages:
-                add(part, where, f"message id '{msg.id}' is already used at {seen_messages[msg.id]}")
+            if msg_id in seen_messages:
+                add(part, where, f"message id '{msg_id}' is already used at {seen_messages[msg_id]}")
                 continue
-            seen_messages[msg.id] = f"{part.name}:{where[0]}:{where[1]}"
+            seen_messages[msg_id] = f"{part.name}:{where[0]}:{where[1]}"
+            if msg is None:  # did not validate (reported): its id and segment references are still checked
+                raw = next(data for j, _, data in part.loose_items["messages"] if j == i)
+                refs = raw.get("segments")
+                if isinstance(refs, list):
+                    pending_refs.extend((part, (*path, "segments", j), s) for j, s in enumerate(refs) if isinstance(s, str))
+                continue
             built_msg = build_message(part, path, msg, lambda w, m, p=part: add(p, w, m))
             pending_refs.extend((part, (*path, "segments", j), s) for j, s in enumerate(msg.segments or ()))
             if built_msg is not None:

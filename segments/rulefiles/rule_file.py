@@ -52,6 +52,10 @@ class RuleFile:
         self.scalars: dict[KeyPath, yaml.ScalarNode] = {}
         self.kept: dict[str, list[int]] = {"segments": [], "messages": [], "events": [], "traits": []}
         self.loose_ids: dict[str, set[str]] = {"segments": set(), "messages": set(), "events": set(), "traits": set()}
+        self.loose_items: dict[str, list[tuple[int, str, dict[str, Any]]]] = {"segments": [], "messages": [], "events": [], "traits": []}
+        """(index in the file, id, data) of the items that did not pass validation, in file order: their
+        ids (and a message's segment references) are still checked across the files, so those
+        problems are reported with the item's own."""
         self.lines = TextLines.of("")
 
     def problem(self, where: tuple[int, int], message: str) -> None:

@@ -74,6 +74,7 @@ def validate(file: RuleFile, plain: dict[str, Any]) -> RuleFileModel:
                     _errors(file, exc, (name, i))
                     if isinstance(item, dict) and isinstance(item.get("id"), str):
                         file.loose_ids[name].add(item["id"])
+                        file.loose_items[name].append((i, item["id"], item))
             values[name] = kept
             continue
         try:
@@ -102,6 +103,9 @@ def _problem(file: RuleFile, error: Mapping[str, Any]) -> None:
         hint = f"; did you mean '{close[0]}'?" if close else f" (allowed: {', '.join(allowed)})"
         file.problem(file.at(loc, key=True), f"{prefix}unknown key '{loc[-1]}'{hint}")
         return
+    if kind == "model_type" and len(loc) >= 2 and loc[-2] == "caps" and error.get("ctx", {}).get("class_name") == "ChannelCapsModel":
+        _cap_problem(file, loc, error.get("input"))
+        return
     if kind == "missing":
         extra = "; start the file with 'version: 1'" if loc == ("version",) else ""
         file.problem(file.at(loc[:-1]), f"{prefix}missing required key '{loc[-1]}'{extra}")
@@ -112,6 +116,24 @@ def _problem(file: RuleFile, error: Mapping[str, Any]) -> None:
     value = error.get("input")
     shown = f" (got {value!r})" if isinstance(value, (str, int, float)) and not isinstance(value, bool) and len(repr(value)) < 60 else ""
     file.problem(file.at(loc), f"{_dotted(loc)}: {message}{shown}")
+
+
+def _cap_problem(file: RuleFile, loc: KeyPath, value: Any) -> None:
+    """A key of ``caps`` that is neither ``per_day``/``per_week`` nor a channel with a mapping of
+    them (pydantic reads any other key as a channel's caps): a misspelt cap, or a channel given a
+    number."""
+    name = str(loc[-1])
+    caps = ("per_day", "per_week")
+    close = difflib.get_close_matches(name, caps, n=1, cutoff=0.6)
+    if close:
+        message = f"unknown cap '{name}'; did you mean '{close[0]}'?"
+    else:
+        example = value if isinstance(value, int) and not isinstance(value, bool) else 2
+        message = (
+            f"unknown cap '{name}': caps are per_day and per_week, or a channel with its own, "
+            f"e.g. {name}: {{per_day: {example}}}"
+        )
+    file.problem(file.at(loc, key=True), f"{_dotted(loc[:-1])}: {message}")
 
 
 def _dotted(loc: KeyPath) -> str:

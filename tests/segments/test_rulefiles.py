@@ -199,6 +199,8 @@ STRUCTURE_ERRORS: list[tuple[str, str]] = [
     ("version: 1\ncontact_policy:\n  quiet_hours: {start: '25:00', end: '08:00'}\n", 'a.yaml:3:24: contact_policy.quiet_hours.start: write a time as "HH:MM" (24-hour)'),
     ("version: 1\ncontact_policy:\n  quiet_hours: {start: '08:00', end: '08:00'}\n", "a.yaml:3:16: quiet hours start and end are the same"),
     ("version: 1\ncontact_policy:\n  caps: {per_day: -1}\n", "a.yaml:3:19: contact_policy.caps.per_day: Input should be greater than or equal to 0"),
+    ("version: 1\ncontact_policy:\n  caps: {per_weak: 3}\n", "a.yaml:3:10: contact_policy.caps: unknown cap 'per_weak'; did you mean 'per_week'?"),
+    ("version: 1\ncontact_policy:\n  caps: {sms: 2}\n", "a.yaml:3:10: contact_policy.caps: unknown cap 'sms': caps are per_day and per_week, or a channel with its own, e.g. sms: {per_day: 2}"),
 ]
 
 
@@ -293,3 +295,20 @@ def test_one_bad_entry_does_not_hide_the_others(tmp_path: Path) -> None:
         f"a.yaml:6:10: segment id 'b' is already used at {tmp_path}/a.yaml:5:10",
         "a.yaml:8:30: message refers to unknown segment 'c'",
     ]
+
+
+def test_duplicate_ids_and_unknown_segments_of_invalid_entries_are_reported_with_their_other_problems(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "version: 1\nsegments:\n"
+        "  - {id: a, when: true}\n"
+        "  - {id: a, when: true, colour: red}\n"
+        "messages:\n"
+        "  - {id: m, segments: [aa], channel: email, priority: 1, cooldown: 1d, colour: red}\n"
+        "  - {id: m, segments: [a], channel: email, priority: 1, cooldown: 1d}\n",
+        encoding="utf-8",
+    )
+    found = problems(tmp_path)
+    assert f"a.yaml:4:10: segment id 'a' is already used at {tmp_path}/a.yaml:3:10" in found
+    assert "a.yaml:6:24: message refers to unknown segment 'aa'; did you mean 'a'?" in found
+    assert f"a.yaml:7:10: message id 'm' is already used at {tmp_path}/a.yaml:6:10" in found
+    assert len(found) == 5 and sum("unknown key 'colour'" in p for p in found) == 2
