@@ -89,6 +89,8 @@ def run_demo(settings: Settings, options: DemoOptions, *, out: IO[str] | None = 
             worker = DemoWorker(bootstrap, embedded, worker_dir, options)
             worker.start()
             view.say(f"worker pid {worker.pid}, web http://127.0.0.1:{worker.port}, state and log in {worker_dir}")
+            if isinstance(view, LiveScreen):
+                view.web = f"http://127.0.0.1:{worker.port}"  # the console's address stays in the board's border
             ensure_topics(bootstrap, settings)
             board = Board(started, _segment_ids(settings))
             view.say(f"simulating {options.customers} customers at {options.rate:g} events/s after ~14 days of history")

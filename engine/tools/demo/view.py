@@ -52,6 +52,8 @@ class LiveScreen:
         self.title = title
         self._live: Any = None
         self._notes: deque[str] = deque(maxlen=4)
+        self.web: str | None = None
+        """The worker's web address (``http://127.0.0.1:PORT``) once known: the console's link in the border."""
 
     def say(self, text: str) -> None:
         self._notes.append(f"{clock_text(time.time())} {text}")
@@ -78,7 +80,7 @@ class LiveScreen:
         """The board, sized to the terminal: every line cut (never wrapped) to its width, and as many
         rows of each table as its height leaves once the fixed lines are drawn (80x24 at least)."""
         width, height = self.console.size
-        return render_board(board, status, rate, list(self._notes), width=width, height=height, title=self.title)
+        return render_board(board, status, rate, list(self._notes), width=width, height=height, title=self.title, web=self.web)
 
 
 def _table(title: str, columns: list[tuple[str, str, int | None]]) -> Any:
@@ -96,11 +98,12 @@ FIXED_LINES = 13
 newest note, and the title and header of each of the 3 tables."""
 
 
-def render_board(board: Board, status: str, rate: float, notes: list[str], *, width: int, height: int, title: str) -> Any:
+def render_board(board: Board, status: str, rate: float, notes: list[str], *, width: int, height: int, title: str, web: str | None = None) -> Any:
     """The live view as one rich renderable of at most ``width`` columns and ``height`` lines (at
     least 80x24 is assumed; smaller terminals cut the bottom): the status, the segment populations
     two to a line, the latest entries and exits, the latest messages, the micro-segment cells and
-    the newest note. Table rows are shared out from what the height leaves after ``FIXED_LINES``."""
+    the newest note. Table rows are shared out from what the height leaves after ``FIXED_LINES``.
+    ``web``: the worker's address; the bottom border then links its console."""
     from rich.console import Group
     from rich.panel import Panel
     from rich.text import Text
@@ -149,4 +152,5 @@ def render_board(board: Board, status: str, rate: float, notes: list[str], *, wi
             line(f"largest: {biggest or '-'}"),
         ]
     note = line((notes[-1] if notes else "", "dim"))
-    return Panel(Group(*head, pops, moves, msgs, *micro, note), title=title, subtitle="Ctrl-C to stop", width=width, height=height, padding=(0, 1))
+    subtitle = f"console {web}/console/ · Ctrl-C to stop" if web else "Ctrl-C to stop"
+    return Panel(Group(*head, pops, moves, msgs, *micro, note), title=title, subtitle=subtitle, width=width, height=height, padding=(0, 1))

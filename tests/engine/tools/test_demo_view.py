@@ -59,3 +59,11 @@ def test_the_live_screen_renders_at_its_console_size() -> None:
     screen.console.print(screen._render(_busy_board(), "running", 10.0))
     lines = screen.console.export_text().rstrip("\n").split("\n")
     assert len(lines) == 24 and max(len(line) for line in lines) <= 80
+
+
+def test_the_console_address_shows_in_the_bottom_border_within_80x24() -> None:
+    console = Console(width=80, height=24, record=True, file=open("/dev/null", "w"), force_terminal=True, color_system=None)  # noqa: SIM115
+    console.print(render_board(_busy_board(), "running", 1.0, ["a note"], width=80, height=24, title="microseg demo", web="http://127.0.0.1:54321"))
+    lines = console.export_text().rstrip("\n").split("\n")
+    assert len(lines) == 24 and max(len(line) for line in lines) <= 80
+    assert "console http://127.0.0.1:54321/console/" in lines[-1] and "Ctrl-C to stop" in lines[-1]
