@@ -384,7 +384,9 @@ class Runtime:
         wake-up (``evaluated_at``); a copy of it is advanced to ``self.clock()`` by the core's own
         ``advance`` (every wake-up due by then fires at its instant, as the next tick would) and
         the DNA values, rules and segments are read on that copy at now (``as_of``). Nothing is
-        stored or emitted. A state the core cannot advance is shown as stored (``advance_error``)."""
+        stored or emitted. A state the core cannot advance is shown as stored (``advance_error``).
+        With ``MICROSEG_TICKS=false`` (only events move customers) time does not run on: ``as_of``
+        is ``evaluated_at``."""
         partition = self.partition_of(customer_id)
         profile = public_profile(customer_id)
         if partition not in self.ready:
@@ -396,12 +398,13 @@ class Runtime:
         if stored.erased:
             return None
         core = self.tasks.core
-        now = max(self.clock(), stored.evaluated_at)
-        problem = None
-        try:
-            state = core.advance(customer_id, stored, now, now=now).state
-        except Exception as exc:  # noqa: BLE001 - explain still shows what is stored
-            state, now, problem = stored, stored.evaluated_at, f"{type(exc).__name__}: {exc}"
+        state, now, problem = stored, stored.evaluated_at, None
+        if self.settings.ticks:  # off: only events move customers, and explain is as of the last one
+            now = max(self.clock(), stored.evaluated_at)
+            try:
+                state = core.advance(customer_id, stored, now, now=now).state
+            except Exception as exc:  # noqa: BLE001 - explain still shows what is stored
+                state, now, problem = stored, stored.evaluated_at, f"{type(exc).__name__}: {exc}"
         view = core.view(state.dna, now)
         dna = view.snapshot()
         ruleset = core.ruleset

@@ -275,3 +275,25 @@ def test_no_token_reaches_the_consoles_logs(tmp_path: Path, caplog: pytest.LogCa
     # everything but the test server's own access log (the worker's server has none: Faust runs aiohttp with access_log=None)
     logged = "\n".join(f"{r.name}: {r.getMessage()}" for r in caplog.records if r.name != "aiohttp.access")
     assert API not in logged and READ not in logged and not re.search(r"\bc2\b", ours), [line for line in logged.splitlines() if API in line or READ in line]
+
+
+def test_an_anonymous_visitor_is_linked_by_its_anonymous_id_and_explained(tmp_path: Path) -> None:
+    """A visitor among a segment's members links to /console/visitors/{anonymous_id}, which explains
+    it (no erase form); its internal profile key is never in a page or a link (CONTRACT §8)."""
+    import orjson
+
+    async def test(client: TestClient, rt: Runtime) -> None:
+        visitor = "anon-v1"
+        partition = DefaultPartitioner()(visitor.encode(), list(range(PARTITIONS)), [])
+        event = {"event_id": "v-buy", "anonymous_id": visitor, "type": "purchase", "ts": "2026-03-01T11:00:00Z", "props": {"order_id": "ov", "amount": 5}}
+        await rt.handle([Record(partition, 100, visitor.encode(), orjson.dumps(event))])
+        await _login(client, API)
+        html = await (await client.get("/console/segments/buyer?limit=50")).text()
+        assert f'href="/console/visitors/{visitor}"' in html and "%01" not in html and "\x01" not in html
+        page = await client.get(f"/console/visitors/{visitor}")
+        text = await page.text()
+        assert page.status == 200 and "Anonymous visitor" in text and 'class="in"' in text and 'id="erase-form"' not in text
+        assert (await client.get("/console/customers/%01anon-v1")).status == 404
+        assert (await client.get("/console/visitors/nobody")).status == 404
+
+    _with_client(tmp_path, test, **GUARDED)

@@ -36,6 +36,8 @@ segments:
 """
 
 N = 8
+SOLO = "anon-solo"
+"""A visitor who never identifies: a segment member as an anonymous profile (CONTRACT §8)."""
 
 
 def _line(event_id: str, kind: str, ts: str, *, customer: str | None = None, anonymous: str | None = None, **props: Any) -> bytes:
@@ -49,7 +51,8 @@ def _line(event_id: str, kind: str, ts: str, *, customer: str | None = None, ano
 
 def _phases() -> list[list[bytes]]:
     """Browsing and purchases; the identifies; then alias-only events, a repeated and a contested
-    identify, and an erasure followed by the erased customer's visitor browsing again."""
+    identify, and an erasure followed by the erased customer's visitor browsing again and a
+    visitor who never identifies (``SOLO``)."""
     browse = [_line(f"v{i}-{k}", "page_view", f"2026-03-01T10:0{k}:00Z", anonymous=f"anon-{i}", page="/p") for i in range(N) for k in range(3)]
     buys = [_line(f"p{i}", "purchase", f"2026-03-02T09:00:00Z", customer=f"cust-{i}", order_id=f"o{i}", amount=10) for i in range(N)]
     identifies = [_line(f"id{i}", "identify", "2026-03-02T10:00:00Z", customer=f"cust-{i}", anonymous=f"anon-{i}") for i in range(N)]
@@ -60,6 +63,7 @@ def _phases() -> list[list[bytes]]:
     ]
     erase = [_line("erase-2", "erasure_requested", "2026-03-04T10:00:00Z", customer="cust-2")]
     after = [_line(f"x{k}", "page_view", f"2026-03-05T10:0{k}:00Z", anonymous="anon-2", page="/r") for k in range(3)]
+    after += [_line(f"solo-{k}", "page_view", f"2026-03-05T11:0{k}:00Z", anonymous=SOLO, page="/s") for k in range(2)]  # never identified
     return [browse + buys, identifies, later, erase, after]
 
 
@@ -180,3 +184,55 @@ def test_two_workers_hand_over_between_processes(broker: str, workers: Any, uniq
         found = first.get(f"/customers/cust-{i}")  # routed to the owner when it is the other worker
         assert found["aliases"] == [f"anon-{i}"] and found["dna"]["page_views_30d"] == 5
         assert found["segments"] == list(states[f"cust-{i}"].segments)
+    _assert_visitor_is_public(broker, settings, [first, second], replayed)
+
+
+def _memberships(bootstrap: str, topic: str) -> dict[bytes, Any]:
+    """The memberships topic's last value per key (None: a tombstone)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
+    last: dict[bytes, Any] = {}
+    try:
+        for message in consumer:
+            last[message.key] = None if message.value is None else orjson.loads(message.value)
+    finally:
+        consumer.close()
+    return last
+
+
+def _assert_visitor_is_public(broker: str, settings: Settings, workers_: list[Any], replayed: ListSink) -> None:
+    """The never-identified visitor, from any worker: a member as ``customer_id: null`` +
+    ``anonymous_id`` with its entry's since and cause, explained by ``/visitors/{id}`` (routed to
+    its owner), exported without control characters, and keyed printably on segment-memberships."""
+    import io
+    import urllib.error
+
+    from microseg.engine.tools.audiences import fetch_members, write_members
+
+    entry = next(c for c in replayed.change_records if c.get("anonymous_id") == SOLO and c["segment"] == "browser" and c["change"] == "entered")
+    for worker in workers_:
+        members = worker.get("/segments/browser/members?limit=3")  # small pages: the cursor passes the visitor's key
+        listed = list(members["members"])
+        while members["next_cursor"]:
+            members = worker.get(f"/segments/browser/members?limit=3&cursor={members['next_cursor']}")
+            listed += members["members"]
+        solo = [m for m in listed if m["anonymous_id"] == SOLO]
+        assert solo == [{"customer_id": None, "anonymous_id": SOLO, "since": entry["at"], "cause": entry["cause"], "rules_version": entry["rules_version"]}]
+        assert len(listed) == len({(m["customer_id"], m["anonymous_id"]) for m in listed})
+        found = worker.get(f"/visitors/{SOLO}")
+        assert found["customer_id"] is None and found["anonymous_id"] == SOLO and found["segments"] == ["browser"]
+        assert found["dna"]["page_views_30d"] == 2 and found["aliases"] == []
+        out = io.StringIO()
+        write_members(fetch_members(f"http://127.0.0.1:{worker.port}", "browser", page=4), out, "csv")
+        assert "\x01" not in out.getvalue() and f",{SOLO},{entry['at']},{entry['cause']}," in out.getvalue()
+    try:
+        workers_[0].get("/customers/%01" + SOLO)
+        raise AssertionError("a visitor's internal profile key answered as a customer id")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
+    last = _memberships(broker, settings.memberships_topic)
+    assert all(b"\x01" not in key for key in last)
+    assert last[f"{SOLO}|anonymous:browser".encode()]["anonymous_id"] == SOLO
+    assert last[f"{SOLO}|anonymous:browser".encode()]["customer_id"] is None
+    assert last[b"anon-0|anonymous:browser"] is None  # identified: left as a visitor (tombstone)

@@ -298,3 +298,21 @@ def test_explain_is_as_of_the_processing_clock_on_a_copy() -> None:
     assert ticked is not None
     assert (ticked["segments"], ticked["dna"], ticked["next_wake"], ticked["as_of"]) == (found["segments"], found["dna"], found["next_wake"], found["as_of"])
     assert ticked["evaluated_at"] != found["evaluated_at"]
+
+
+def test_explain_without_ticks_is_as_of_the_last_event() -> None:
+    """MICROSEG_TICKS=false: only events move customers, so explain does not let time run on."""
+    from microseg.segments.view import iso
+
+    clock = Clock(T0)
+    rt = Runtime(Settings(partitions=PARTITIONS, ticks=False), RecordingStore([]), RecordingSink([]), load_rules_text(RULES), None, clock=clock)
+
+    async def go() -> None:
+        await assign_all(rt)
+        await rt.handle(Feed().records([("c1", "session_started", "2026-03-01T10:00:00Z", {})]))
+
+    run(go())
+    clock.t = T0 + 10 * DAY
+    found = rt.explain("c1")
+    assert found is not None and found["as_of"] == found["evaluated_at"] == iso(T0)
+    assert found["dna"]["days_since_last_activity"] == 0 and found["segments"] == []
