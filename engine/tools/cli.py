@@ -141,7 +141,7 @@ def replay_command(
     no_model: Annotated[bool, typer.Option("--no-model", help="Leave the predictive fields null.")] = False,
     json_summary: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
     now: Annotated[Optional[str], typer.Option("--now", help="Processing clock for the future-time check and for decisions: no send before it, older than a message's valid_for is 'stale' (default: the wall clock).")] = None,
-    as_live: Annotated[bool, typer.Option("--as-live", help="Decide as if live: each decision at its own time, nothing stale and no future-time check (past campaigns, report uplift).")] = False,
+    as_live: Annotated[bool, typer.Option("--as-live", help="Decide as if live: each decision at its own time and no future-time check (past campaigns, report uplift); 'stale' then counts only what would be stale live too, decisions held back (consent, cooldown, a deferred cap) whose valid_for ran out before they could go.")] = False,
     posteriors: Annotated[
         Optional[str],
         typer.Option("--posteriors", help="Posterior snapshots of message variants: a file of snapshot records, or 'topic' (the workers' posteriors topic); default none (every variant from the prior)."),

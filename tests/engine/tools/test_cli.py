@@ -201,3 +201,34 @@ def test_rules_check_counts_in_the_singular_and_says_a_file_is_not_a_rules_direc
     events.write_text("{}\n")
     refused = CliRunner().invoke(app, ["rules", "check", str(events)])
     assert refused.exit_code != 0 and "is a file, not a rules directory" in refused.output and "not found" not in refused.output
+
+
+def test_as_live_counts_stale_only_for_a_held_decision_whose_validity_ran_out_and_says_so(tmp_path: Path) -> None:
+    """--as-live decides each decision at its own time: no stale for lag. A decision held for
+    consent and re-decided after its expires_at is stale as it would be live (help and docs say so)."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(
+        "version: 1\nsegments:\n  - {id: buyer, when: purchases_total >= 1}\n"
+        "messages:\n  - {id: thanks, segments: [buyer], channel: email, priority: 1, cooldown: 30d, valid_for: 1d}\n"
+    )
+    events = tmp_path / "events.jsonl"
+    def consent(customer: str, ts: str, n: int) -> bytes:
+        return orjson.dumps({"event_id": f"g{n}", "customer_id": customer, "type": "consent_changed", "ts": ts, "props": {"channel": "email", "granted": True}})
+
+    events.write_bytes(b"\n".join([
+        consent("c-ok", "2026-01-01T09:00:00Z", 1),
+        event_bytes("c-ok", "purchase", "2026-01-01T10:00:00Z", order_id="o1", amount=5),
+        event_bytes("c-late", "purchase", "2026-01-01T10:00:00Z", order_id="o2", amount=5),  # no consent: held
+        consent("c-late", "2026-01-05T10:00:00Z", 2),  # re-decided after its expires_at (10:00 + 1d)
+    ]) + b"\n")
+    done = runner_json(["replay", str(events), "--rules", str(rules), "--as-live", "--json", "--no-model"])
+    assert done["messages"] == 1 and done["suppressed"].get("consent") == 1 and done["suppressed"].get("stale") == 1
+    help_text = " ".join(CliRunner().invoke(app, ["replay", "--help"], terminal_width=400).output.split())
+    assert "nothing stale" not in help_text and "held back" in help_text
+
+
+def runner_json(args: list[str]) -> dict:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return orjson.loads(result.stdout.strip().splitlines()[-1])
