@@ -23,7 +23,7 @@ from microseg.engine.tools.preview import AsOfOpt, CountingSink, rules_preview, 
 
 __all__ = ["rules_preview", "rules_diff", "rules_history", "rules_rollback", "rules_test", "segment_changes"]
 
-BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="kafka://host:port[,host:port] (default: MICROSEG_BROKER).")]
+BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="kafka://host:port[,host:port] (default: MICROSEG_BROKER, else the embedded broker of a 'microseg worker' running with the same MICROSEG_DATA_DIR).")]
 
 
 def _fail(message: str, code: int = 2) -> None:
