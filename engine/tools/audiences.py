@@ -144,4 +144,6 @@ def export_segment(
     finally:
         if not handle.closed:
             handle.close()
-    typer.echo(f"{count} members of {segment} from {base}", err=True)
+    from microseg.engine.tools.summaries import counted
+
+    typer.echo(f"{counted(count, 'member')} of {segment} from {base}", err=True)

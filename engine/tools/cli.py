@@ -20,6 +20,7 @@ from microseg.engine.tools.importer import import_command
 from microseg.engine.tools.version import print_version
 from microseg.engine.tools.rules_cli import rules_diff, rules_history, rules_preview, rules_rollback, rules_test
 from microseg.engine.tools.simulator import simulate_command
+from microseg.engine.tools.summaries import counted
 from microseg.engine.tools.uplift_command import uplift_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="microseg: behavioral-DNA micro-segmentation")
@@ -225,8 +226,8 @@ def rules_check(directory: Annotated[Path, typer.Argument(help="Directory of *.y
         raise typer.Exit(1)
     ruleset = _load_ruleset(directory)
     typer.echo(
-        f"ok: {_count(len(ruleset.segments), 'segment')}, {_count(len(ruleset.dimensions), 'dimension')}, "
-        f"{_count(len(ruleset.messages), 'message')}; version {ruleset.version}"
+        f"ok: {counted(len(ruleset.segments), 'segment')}, {counted(len(ruleset.dimensions), 'dimension')}, "
+        f"{counted(len(ruleset.messages), 'message')}; version {ruleset.version}"
     )
 
 
@@ -249,11 +250,6 @@ def schema_command(
         registry, catalog = ruleset.registry or BUILTINS, ruleset.catalog
     for path in write_schemas(out or SCHEMA_DIR, dna=registry.json_schema(), catalog=catalog):
         typer.echo(str(path))
-
-
-def _count(n: int, noun: str) -> str:
-    """``1 segment``, ``2 segments``, ``0 segments`` (regular plurals only)."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def _bootstrap(settings: Any) -> str:
@@ -382,7 +378,7 @@ def rules_publish(
     except MicrosegError as exc:
         _fail(str(exc))
     assert version == ruleset.version
-    typer.echo(f"published rules {version}: {_count(len(ruleset.segments), 'segment')}, {_count(len(ruleset.messages), 'message')}")
+    typer.echo(f"published rules {version}: {counted(len(ruleset.segments), 'segment')}, {counted(len(ruleset.messages), 'message')}")
 
 
 model_app = typer.Typer(no_args_is_help=True, help="Show and publish predictive models.")

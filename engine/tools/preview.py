@@ -210,8 +210,10 @@ def rules_preview(
         if state.code is not None:
             cells[state.code] += 1
     console = Console(width=120)
-    after = f"; {skipped} events after it left out" if skipped else ""
-    table = Table(title=f"Segments as of {iso(instant)} ({'--as-of' if wanted else 'the newest event'}): {stats.events} events, {live} customers{after}; rules {ruleset.version}")
+    from microseg.engine.tools.summaries import counted
+
+    after = f"; {counted(skipped, 'event')} after it left out" if skipped else ""
+    table = Table(title=f"Segments as of {iso(instant)} ({'--as-of' if wanted else 'the newest event'}): {counted(stats.events, 'event')}, {counted(live, 'customer')}{after}; rules {ruleset.version}")
     for column in ("segment", "customers", "share", "entered", "exited"):
         table.add_column(column, justify="left" if column == "segment" else "right")
     for segment in ruleset.segments:

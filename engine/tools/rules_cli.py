@@ -166,7 +166,9 @@ def rules_diff(
         if published is not None and live.get("rules_version") != published.version:
             typer.echo(f"note: the workers run rules {live.get('rules_version')}, the topic's current version is {published.version}; 'before' is what the workers run", err=True)
         sizes = {"before": Counter(live["before"]), "after": Counter(live["after"])}
-        where = f"live state of {live['customers']:,} customers as of {iso(live['as_of'])}"
+        from microseg.engine.tools.summaries import counted
+
+        where = f"live state of {counted(live['customers'], 'customer')} as of {iso(live['as_of'])}"
     console = Console(width=140)
     title = f"rules {published.version if published else '(none published)'} -> {candidate.version}, sizes on {where}"
     table = Table(title=title)
@@ -272,9 +274,11 @@ def rules_test(
                 for failure in case.failures:
                     typer.echo(f"  {failure}")
     problems = sum(len(r.problems) for r in results)
-    summary = f"{cases - failed} of {cases} cases passed ({checks} checks) in {len(results)} files; rules {ruleset.version}"
+    from microseg.engine.tools.summaries import counted
+
+    summary = f"{cases - failed} of {counted(cases, 'case')} passed ({counted(checks, 'check')}) in {counted(len(results), 'file')}; rules {ruleset.version}"
     if problems:
-        summary += f"; {problems} problems in the test files"
+        summary += f"; {counted(problems, 'problem')} in the test files"
     typer.echo(summary, err=failed > 0 or problems > 0)
     if failed or problems:
         raise typer.Exit(1)
