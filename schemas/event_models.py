@@ -265,7 +265,7 @@ def id_problem(customer_id: str | None, anonymous_id: str | None, kind: str) -> 
 
 class EventModel(BaseModel):
     """The envelope as producers write it; used for JSON Schema export and validation. At least
-    one of ``customer_id`` and ``anonymous_id`` (CONTRACT §8); ``identify`` carries both."""
+    one of ``customer_id`` and ``anonymous_id`` (identity: docs/dna.md, "Merging two profiles"); ``identify`` carries both."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 

@@ -1,4 +1,4 @@
-"""Output records (CONTRACT §4): what consumers of the output topics receive.
+"""Output records (docs/dna.md, "Output records"): what consumers of the output topics receive.
 
 The core builds these records as plain dicts for speed (``segments.changes``,
 ``segments.decide``); these models are their published shape, exported as JSON Schema and
@@ -25,7 +25,7 @@ class SegmentChange(_Record):
 
     change_id: str = Field(description="Deterministic: the same change replayed gets the same id.")
     customer_id: str | None = Field(description="The customer; null for a record of an anonymous visitor (then anonymous_id).")
-    anonymous_id: str | None = Field(default=None, description="Only on records of an anonymous visitor (CONTRACT §8): its anonymous_id.")
+    anonymous_id: str | None = Field(default=None, description="Only on records of an anonymous visitor (not identified yet; docs/dna.md, 'Merging two profiles'): its anonymous_id.")
     segment: str
     change: Literal["entered", "exited", "moved"]
     at: str = Field(description="Event time (RFC 3339, UTC) at which the membership changed.")
@@ -36,12 +36,12 @@ class SegmentChange(_Record):
 
 
 class NextBestMessage(_Record):
-    """A decision (CONTRACT §9): on ``next-best-messages`` to send, or, with ``holdout`` set, on
+    """A decision (docs/dna.md, ``next-best-messages``): on ``next-best-messages`` to send, or, with ``holdout`` set, on
     ``message-holdouts`` for a customer in a control group (same shape; never sent)."""
 
     decision_id: str = Field(description="Deterministic: the same decision replayed gets the same id.")
     customer_id: str | None = Field(description="The customer; null for a record of an anonymous visitor (then anonymous_id).")
-    anonymous_id: str | None = Field(default=None, description="Only on records of an anonymous visitor (CONTRACT §8): its anonymous_id.")
+    anonymous_id: str | None = Field(default=None, description="Only on records of an anonymous visitor (not identified yet; docs/dna.md, 'Merging two profiles'): its anonymous_id.")
     message: str
     channel: str = Field(description="A messaging channel the customer may be messaged on (email, sms, push, in_app, whatsapp unless configured).")
     send_at: str = Field(
@@ -66,7 +66,7 @@ class SuppressedDecision(_Record):
     """A decision held back; counted in metrics and shown by explain, never sent."""
 
     customer_id: str | None = Field(description="The customer; null for a record of an anonymous visitor (then anonymous_id).")
-    anonymous_id: str | None = Field(default=None, description="Only on records of an anonymous visitor (CONTRACT §8): its anonymous_id.")
+    anonymous_id: str | None = Field(default=None, description="Only on records of an anonymous visitor (not identified yet; docs/dna.md, 'Merging two profiles'): its anonymous_id.")
     message: str
     reason: Literal["stale", "consent", "cooldown", "cap", "quiet", "global_holdout", "holdout"]
     at: str
