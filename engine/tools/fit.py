@@ -363,12 +363,13 @@ def _read_topic(broker: str | None, rules: Path | None) -> TransactionLog:
     from microseg.engine.tools.topic_purchases import read_topic_purchases
     from microseg.segments.rulefiles import load_rules
 
+    from microseg.engine.tools.produce import configured_bootstrap
+
     settings = load_settings(broker=broker)
-    if settings.bootstrap_servers is None:
-        raise FitInputError("--from-topic needs the workers' broker: set MICROSEG_BROKER or --broker")
+    bootstrap = configured_bootstrap(settings)  # the configured brokers, else a local worker's embedded one (ConfigError)
     directory = rules or settings.rules_dir
     catalog = load_rules(directory).catalog if directory is not None else None
-    found = read_topic_purchases(settings, ",".join(settings.bootstrap_servers), catalog=catalog)
+    found = read_topic_purchases(settings, bootstrap, catalog=catalog)
     ends = ", ".join(f"{p}:{o}" for p, o in sorted(found.ends.items()))
     typer.echo(
         f"read {found.records} records of {settings.input_topic} (partition:end offset {ends}): {found.purchases} purchases, "

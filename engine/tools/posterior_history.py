@@ -29,9 +29,11 @@ def load_history(source: str, settings: Any = None) -> PosteriorHistory:
     from microseg.engine.kafka.broker import BrokerError, check_reachable
     from microseg.engine.tools.topic_purchases import _read  # the shared to-the-end reader
 
-    if settings is None or settings.broker is None:
+    from microseg.engine.tools.produce import configured_bootstrap
+
+    if settings is None:
         raise MicrosegError("--posteriors topic needs a broker: set MICROSEG_BROKER or --broker")
-    bootstrap = ",".join(settings.bootstrap_servers)
+    bootstrap = configured_bootstrap(settings)  # the configured brokers, else a local worker's embedded one
     check_reachable(bootstrap, settings)
     values: list[bytes] = []
 

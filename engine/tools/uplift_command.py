@@ -146,10 +146,11 @@ def uplift_command(
         if from_topics:
             from microseg.engine.settings import load_settings
 
+            from microseg.engine.tools.produce import configured_bootstrap
+
             settings = load_settings(broker=broker)
-            if settings.broker is None:
-                raise UpliftInputError("no broker configured: set MICROSEG_BROKER or --broker")
-            exposures, index, problems = read_topics(settings, ",".join(settings.bootstrap_servers))
+            # as rules publish and produce: the configured brokers, else a local worker's embedded one
+            exposures, index, problems = read_topics(settings, configured_bootstrap(settings))
         else:
             if not decisions or not events:
                 raise UpliftInputError("give both --decisions FILE (decision records) and --events FILE (input events)")
