@@ -27,6 +27,7 @@ from microseg.engine.worker.auth import Guard, Scope
 from microseg.engine.worker.consumer import consume_forever
 from microseg.engine.worker.health import probe_broker_forever
 from microseg.engine.worker.progress import ProgressLog
+from microseg.engine.worker.member_index import public_profile
 from microseg.engine.worker.routing import DEFAULT_LIMIT, MAX_LIMIT, ROUTED_HEADER, Router, RoutingError
 from microseg.engine.worker.runtime import Runtime
 from microseg.engine.settings import Settings
@@ -315,9 +316,18 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     async def segments(web: Any, request: Request) -> Response:
         return web.json({"rules_version": runtime.ruleset.version, "partitions": sorted(runtime.ready), "segments": runtime.segment_populations()})
 
-    async def _explain(view: View, request: Request, key: str, unknown: str) -> Response:
+    def _not_a_customer(view: View, customer_id: str) -> Response | None:
+        """404 for an id no customer has (beginning with a control character: a visitor's profile
+        key stays internal, CONTRACT §8), after the token guard."""
+        if customer_id[:1] >= " ":
+            return None
+        return view.json({"error": f"customer {customer_id!r} is not known (customer ids begin with a printable character; an anonymous visitor is /visitors/{{anonymous_id}})"}, status=404)
+
+    async def _explain(view: View, request: Request, key: str, unknown: str, *, customer: bool = False) -> Response:
         """Explain the profile ``key`` (``Runtime.explain``), forwarded to its owner like any routed read."""
         if (refused := _refused(guard, view, request, Scope.READ, runtime)) is not None:
+            return refused
+        if customer and (refused := _not_a_customer(view, key)) is not None:
             return refused
         found = runtime.explain(key)
         if found is None:
@@ -326,6 +336,32 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             return await _routed(view, request, "GET", found["partition"])
         status = 409 if "error" in found else 200
         return view.bytes(orjson.dumps(found, default=str), content_type="application/json", status=status)
+
+    async def _erase(view: View, request: Request, key: str, named: str, *, customer: bool = False) -> Response:
+        """GDPR erasure of the profile ``key`` on its owner (``Runtime.request_erasure``); answers
+        name the profile in its public form (``customer_id``, and ``anonymous_id`` for a visitor)."""
+        if (refused := _refused(guard, view, request, Scope.ADMIN, runtime)) is not None:
+            return refused
+        if customer and (refused := _not_a_customer(view, key)) is not None:
+            return refused
+        profile: dict[str, str | None] = public_profile(key)
+        if profile["anonymous_id"] is None:
+            profile = {"customer_id": key}  # a customer's answers as before
+        status, partition = runtime.erasure_status(key)
+        if status == "not_owned" and not request.headers.get(ROUTED_HEADER):
+            return await _routed(view, request, "DELETE", partition)
+        if status == "not_owned":
+            return view.json({"error": f"partition {partition} is not owned by this worker", "partition": partition}, status=409)
+        if status == "recovering":
+            return view.json({"error": f"partition {partition} is being recovered; try again", "partition": partition}, status=503)
+        if status == "unknown":
+            audited = await runtime.audit_answered(key, "unknown")
+            return view.json({"error": f"{named} is not known", **profile, "status": "unknown", "request_id": audited}, status=404)
+        if status == "erased":
+            audited = await runtime.audit_answered(key, "already_erased")
+            return view.json({"error": f"{named} is already erased", **profile, "status": "erased", "request_id": audited}, status=410)
+        event_id = await runtime.request_erasure(key)
+        return view.json({**profile, "erasure_event": event_id, "request_id": event_id, "status": "accepted"}, status=202)
 
     @app.page("/visitors/{anonymous_id}")
     class Visitor(View):
@@ -336,28 +372,15 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             unknown = f"anonymous visitor {anonymous_id!r} is not known (never seen, erased, or identified: its customer lists it in 'aliases')"
             return await _explain(self, request, profile_key(None, anonymous_id), unknown)
 
+        async def delete(self, request: Request, anonymous_id: str) -> Response:
+            """Erase a visitor not identified yet (one already identified is its customer's alias:
+            404, erase the customer)."""
+            return await _erase(self, request, profile_key(None, anonymous_id), f"anonymous visitor {anonymous_id!r}")
+
     @app.page("/customers/{customer_id}")
     class Customer(View):
         async def get(self, request: Request, customer_id: str) -> Response:
-            if customer_id[:1] < " ":  # not a customer id: profile keys of visitors stay internal
-                return self.json({"error": f"customer {customer_id!r} is not known (customer ids begin with a printable character; an anonymous visitor is GET /visitors/{{anonymous_id}})"}, status=404)
-            return await _explain(self, request, customer_id, f"customer {customer_id!r} is not known")
+            return await _explain(self, request, customer_id, f"customer {customer_id!r} is not known", customer=True)
 
         async def delete(self, request: Request, customer_id: str) -> Response:
-            if (refused := _refused(guard, self, request, Scope.ADMIN, runtime)) is not None:
-                return refused
-            status, partition = runtime.erasure_status(customer_id)
-            if status == "not_owned" and not request.headers.get(ROUTED_HEADER):
-                return await _routed(self, request, "DELETE", partition)
-            if status == "not_owned":
-                return self.json({"error": f"partition {partition} is not owned by this worker", "partition": partition}, status=409)
-            if status == "recovering":
-                return self.json({"error": f"partition {partition} is being recovered; try again", "partition": partition}, status=503)
-            if status == "unknown":
-                audited = await runtime.audit_answered(customer_id, "unknown")
-                return self.json({"error": f"customer {customer_id!r} is not known", "customer_id": customer_id, "status": "unknown", "request_id": audited}, status=404)
-            if status == "erased":
-                audited = await runtime.audit_answered(customer_id, "already_erased")
-                return self.json({"error": f"customer {customer_id!r} is already erased", "customer_id": customer_id, "status": "erased", "request_id": audited}, status=410)
-            event_id = await runtime.request_erasure(customer_id)
-            return self.json({"customer_id": customer_id, "erasure_event": event_id, "request_id": event_id, "status": "accepted"}, status=202)
+            return await _erase(self, request, customer_id, f"customer {customer_id!r}", customer=True)

@@ -133,12 +133,15 @@ class Runtime:
     async def request_erasure(self, customer_id: str) -> str:
         """Queue an ``erasure_requested`` event so the owning worker forgets the customer in order.
         Its id (``engine.worker.audit.new_api_request_id``) holds nothing of the customer: it goes
-        to the audit trail and, as the cause, to the exits the erasure emits."""
+        to the audit trail and, as the cause, to the exits the erasure emits. ``customer_id`` is a
+        profile key: an anonymous visitor's request carries its ``anonymous_id`` (keyed by it)."""
         await self.start()
         now = self.clock()
         event_id = new_api_request_id()
-        event = {"event_id": event_id, "customer_id": customer_id, "type": "erasure_requested", "ts": iso(now), "props": {}}
-        await self.sink.submit_event(customer_id, event)
+        anonymous_id = customer_id[1:] if customer_id[:1] == ANONYMOUS_KEY else None  # a visitor's profile key
+        who = {"anonymous_id": anonymous_id} if anonymous_id is not None else {"customer_id": customer_id}
+        event = {"event_id": event_id, **who, "type": "erasure_requested", "ts": iso(now), "props": {}}
+        await self.sink.submit_event(anonymous_id if anonymous_id is not None else customer_id, event)
         return event_id
 
     async def audit_answered(self, customer_id: str, outcome: str) -> str:

@@ -204,9 +204,11 @@ def _memberships(bootstrap: str, topic: str) -> dict[bytes, Any]:
 def _assert_visitor_is_public(broker: str, settings: Settings, workers_: list[Any], replayed: ListSink) -> None:
     """The never-identified visitor, from any worker: a member as ``customer_id: null`` +
     ``anonymous_id`` with its entry's since and cause, explained by ``/visitors/{id}`` (routed to
-    its owner), exported without control characters, and keyed printably on segment-memberships."""
+    its owner), exported without control characters, keyed printably on segment-memberships, and
+    erased by ``DELETE /visitors/{id}``."""
     import io
     import urllib.error
+    import urllib.request
 
     from microseg.engine.tools.audiences import fetch_members, write_members
 
@@ -236,3 +238,27 @@ def _assert_visitor_is_public(broker: str, settings: Settings, workers_: list[An
     assert last[f"{SOLO}|anonymous:browser".encode()]["anonymous_id"] == SOLO
     assert last[f"{SOLO}|anonymous:browser".encode()]["customer_id"] is None
     assert last[b"anon-0|anonymous:browser"] is None  # identified: left as a visitor (tombstone)
+
+
+    # erased through the API, asked of either worker (routed to the owner): gone from the members,
+    # a tombstone on segment-memberships, unknown to explain
+    request = urllib.request.Request(f"http://127.0.0.1:{workers_[0].port}/visitors/{SOLO}", method="DELETE")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = orjson.loads(response.read())
+        assert response.status == 202 and answer["customer_id"] is None and answer["anonymous_id"] == SOLO and answer["status"] == "accepted"
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        last = _memberships(broker, settings.memberships_topic)
+        if last[f"{SOLO}|anonymous:browser".encode()] is None:
+            break
+        time.sleep(0.5)
+    assert last[f"{SOLO}|anonymous:browser".encode()] is None
+    for worker in workers_:
+        assert SOLO not in [m["anonymous_id"] for m in worker.get("/segments/browser/members?limit=1000")["members"]]
+        try:
+            worker.get(f"/visitors/{SOLO}")
+            raise AssertionError("an erased visitor is still explained")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
