@@ -70,3 +70,10 @@ def test_the_command_is_compact_when_piped_and_pretty_on_request(worker_url: str
     assert pretty.exit_code == 0 and pretty.stdout.startswith('{\n  "customer_id"')
     unknown = runner.invoke(app, ["explain", "nobody", "--url", worker_url])
     assert unknown.exit_code == 1 and "error: 404: customer 'nobody' is not known" in unknown.output
+
+
+def test_anonymous_asks_for_the_visitor(worker_url: str) -> None:
+    """--anonymous: the id is an anonymous_id, explained by GET /visitors/{id} (CONTRACT §8)."""
+    asked = runner.invoke(app, ["explain", "anon 7", "--anonymous", "--url", worker_url])
+    assert _Worker.paths[-1] == "/visitors/anon%207"
+    assert asked.exit_code == 1 and "404" in asked.output  # the stub knows no visitor
