@@ -140,7 +140,11 @@ def test_no_orphan_when_parent_dies(parent_signal: signal.Signals) -> None:
         "print(b.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    # a run started in the background (`pytest &`) inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the parent the default disposition, as a terminal would
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
