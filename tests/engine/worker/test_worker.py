@@ -51,13 +51,16 @@ def test_worker_output_equals_replay(broker: str, workers: Any, unique_topics: d
     env = {**unique_topics, "MICROSEG_TICKS": "false"}
     settings = _settings(env)
     expected = _replayed(sample_journeys, settings)
-    assert expected.change_records and expected.message_records
+    # the journeys are history (January 2026): against the processing clock every decision is stale, in
+    # replay as in the worker; decisions on a shared clock are compared in test_equivalence
+    assert expected.change_records and not expected.message_records and not expected.holdout_records
     workers(env).wait_assigned()
     produce_file(settings, broker, sample_journeys)
     changes = _wait_for_ids(broker, settings.changes_topic, set(_by_id(expected.change_records, "change_id")), "change_id")
-    messages = _wait_for_ids(broker, settings.messages_topic, set(_by_id(expected.message_records, "decision_id")), "decision_id")
     assert _by_id(changes, "change_id") == _by_id(expected.change_records, "change_id")
-    assert _by_id(messages, "decision_id") == _by_id(expected.message_records, "decision_id")
+    # a batch's outputs are delivered together, so its decisions would be there with its changes
+    assert consume(broker, settings.messages_topic, until=lambda got: True, timeout=5) == []
+    assert consume(broker, settings.holdouts_topic, until=lambda got: True, timeout=5) == []
 
 
 @pytest.mark.parametrize("restart_with", ["same data dir", "wiped data dir"])
