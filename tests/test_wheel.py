@@ -203,7 +203,7 @@ def test_the_installed_command_checks_replays_and_exports(microseg: Any, fresh: 
     events = tmp_path / "events.jsonl"
     microseg("simulate", "--customers", "40", "--days", "30", "--seed", "5", "--out", str(events))
     out = tmp_path / "out.jsonl"
-    args = ["replay", str(events), "--json", "--out", str(out), "--now", "2026-06-01T00:00:00Z", "--until", "2026-03-01T00:00:00Z"]
+    args = ["replay", str(events), "--json", "--out", str(out), "--as-live", "--until", "2026-03-01T00:00:00Z"]
     summary = json.loads(microseg(*args).stdout)
     assert summary["rules_version"] == rules_version
     assert summary["customers"] == 40 and summary["rejected"] == 0
