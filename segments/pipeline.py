@@ -183,7 +183,13 @@ class Batch:
         for partition, encoded in other.encoded.items():
             self.encoded.setdefault(partition, {}).update(encoded)
         for partition, loaded in other.loaded.items():
-            self.loaded.setdefault(partition, loaded)
+            mine = self.loaded.get(partition)
+            if mine is None:
+                self.loaded[partition] = loaded
+            elif any(customer_id not in mine for customer_id in loaded):
+                # a customer first loaded by the later batch: its stored state is what it was loaded with
+                # (the member index deletes the segments it leaves from that), the earlier batch's stay
+                self.loaded[partition] = {**loaded, **mine}
         self.types.update(other.types)
         self.rejected.update(other.rejected)
         self.duplicates += other.duplicates

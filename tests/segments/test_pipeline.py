@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from microseg.segments.pipeline import INTERNAL_ERROR, Batch, Pipeline, Record
+from microseg.segments.dna_record import Dna
 from microseg.segments.state import CustomerState, encode
 from microseg.segments.ruleset import RuleSet
 from microseg.segments.step import Core
@@ -192,3 +193,17 @@ def test_every_applied_erasure_is_listed_with_what_it_found() -> None:
     redelivered = host.run([rec(1, "a", "erasure_requested", "2026-05-02T10:00:00Z")])
     assert [e.outcome for e in redelivered.erasures] == ["already_erased"], "a redelivery after the mark was stored"
     assert Host(Pipeline(Core(RULES), source="in")).run([rec(0, "b", "session_started", "2026-05-01T10:00:00Z")]).erasures == []
+
+
+def test_merged_batches_keep_what_each_customer_was_loaded_with() -> None:
+    """A partition stepped twice in one batch (the identity stage's handoffs after the input): a customer
+    only the later part loaded keeps its loaded state, so the member index can delete what it left."""
+    a, a_later, b = (CustomerState(Dna(first_seen=t, last_seen=t), segments=(s,)) for t, s in ((1.0, "x"), (2.0, "y"), (3.0, "z")))
+    first, later = Batch(), Batch()
+    first.loaded[0] = {"a": a}
+    later.loaded[0] = {"a": a_later, "b": b}
+    first.merge(later)
+    assert first.loaded[0]["a"] is a and first.loaded[0]["b"] is b
+    plain = Batch()
+    plain.merge(first)
+    assert plain.loaded[0] == {"a": a, "b": b}
