@@ -19,28 +19,11 @@ from typing import Annotated, Any, Optional
 import orjson
 import typer
 
-from microseg.engine.tools.preview import AsOfOpt, CountingSink, rules_preview, sizes_as_of
+from microseg.engine.tools.preview import AsOfOpt, CountingSink, _fail, _instant, _load_ruleset, rules_preview, sizes_as_of
 
 __all__ = ["rules_preview", "rules_diff", "rules_history", "rules_rollback", "rules_test", "segment_changes"]
 
 BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="kafka://host:port[,host:port] (default: MICROSEG_BROKER, else the embedded broker of a 'microseg worker' running with the same MICROSEG_DATA_DIR).")]
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _load_ruleset(directory: Path | None) -> Any:
-    from microseg.engine.tools.cli import _load_ruleset as load
-
-    return load(directory)
-
-
-def _instant(text: str, option: str) -> float:
-    from microseg.engine.tools.cli import _parse_instant
-
-    return _parse_instant(text, option)
 
 
 # -- diff ---------------------------------------------------------------------------------
