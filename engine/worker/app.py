@@ -292,6 +292,7 @@ def _add_pages(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     @app.page("/metrics")
     async def metrics(web: Any, request: Request) -> Response:
         runtime.metrics.ready.set(1 if runtime.readiness()[0] else 0)
+        runtime.metrics.observe_crossings(runtime.tasks.core.dependence.crossings.stats())
         return web.bytes(generate_latest(runtime.metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/health")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter as CounterOf
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -75,6 +76,18 @@ class Metrics:
         self.erasures = Counter("microseg_erasures_total", "Erasure requests audited, by how they came and what they found.", ["via", "outcome"], registry=r)
         self.api_refused = Counter("microseg_api_refused_total", "Requests to customer endpoints refused by the token guard, by reason.", ["reason"], registry=r)
         self.ready = Gauge("microseg_ready", "1 when /health/ready would answer 200 (every readiness condition holds), else 0; set at each scrape.", registry=r)
+        self.crossing_histories = Gauge(
+            "microseg_crossing_histories",
+            "Purchase histories whose model-score threshold crossings were solved (outcome solved) or left to daily wake-ups "
+            "because a score was not monotone or null on a probed day (outcome daily), since the rules or model in force were loaded; set at each scrape.",
+            ["outcome"],
+            registry=r,
+        )
+
+    def observe_crossings(self, stats: dict[str, Any]) -> None:
+        """Set ``microseg_crossing_histories`` from ``segments.crossing.Crossings.stats()``."""
+        self.crossing_histories.labels(outcome="solved").set(stats.get("solved", 0))
+        self.crossing_histories.labels(outcome="daily").set(stats.get("daily", 0))
 
     def count_outputs(self, changes: list[dict], messages: list[dict], suppressed: list[dict]) -> None:
         """One ``inc(n)`` per label set and batch: label lookups cost more than the work they count."""
