@@ -43,7 +43,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from microseg.schemas.events import ANONYMOUS_KEY, InvalidEvent, decode_event
 from microseg.segments.identity import alias_taken, erased_mark, merge_into_customer, visitor_exits
 from microseg.segments.pipeline import Batch, InputRecord, Record, dead_letter
-from microseg.segments.state import StateFormatError, decode, encode
+from microseg.segments.state import CustomerState, StateFormatError, decode, encode
 
 from microseg.engine.worker.tasks import PartitionTasks
 
@@ -238,21 +238,27 @@ class IdentityStage:
         visitor = visitor_exits(self.tasks.core, anonymous, event)
         state: str | None = None
         if visitor is not None:
-            staged = Batch()
-            staged.states[partition] = {key: visitor.state}
-            staged.encoded[partition] = {key: encode(visitor.state)}
-            staged.loaded[partition] = {key: anonymous} if anonymous is not None else {}
-            staged._add(partition, visitor)
-            if visitor.changes:
-                staged.source_t.append(event.t)
-            self.tasks._stage(staged)
-            out.merge(staged)
-            state = base64.b64encode(encode(visitor.state)).decode()
+            state = base64.b64encode(self._stage_one(partition, key, anonymous, visitor, event.t, out)).decode()
             store.put_many(partition, {key: None})  # kept only as an alias from now on
             self.tasks.wakes.set(partition, key, None)
             self.tasks.customers[partition] = self.tasks.customers.get(partition, 1) - 1
         handoff = {"kind": "handoff", "raw": item["raw"], "state": state, "source": item["source"]}
         self._send(partition, customer_id, handoff, queue, forwards)
+
+    def _stage_one(self, partition: int, key: str, before: CustomerState | None, result: Any, t: float, out: Batch) -> bytes:
+        """Stage one profile's stepped state (``result``, a step result) as the pipeline stages a
+        batch's, merge its records into ``out``; its encoded state."""
+        encoded = encode(result.state)
+        staged = Batch()
+        staged.states[partition] = {key: result.state}
+        staged.encoded[partition] = {key: encoded}
+        staged.loaded[partition] = {key: before} if before is not None else {}
+        staged._add(partition, result)
+        if result.changes:
+            staged.source_t.append(t)
+        self.tasks._stage(staged)
+        out.merge(staged)
+        return encoded
 
     def _forget(self, partition: int, anonymous_id: str, t: float) -> None:
         """The visitor of an erased customer: the link dropped, an erased mark under its key."""
@@ -288,15 +294,7 @@ class IdentityStage:
             out.after_erasure += 1
             self._send(partition, anonymous_id, {"kind": "forget", "anonymous_id": anonymous_id, "t": event.t}, queue, forwards)
             return
-        staged = Batch()
-        staged.states[partition] = {customer_id: result.state}
-        staged.encoded[partition] = {customer_id: encode(result.state)}
-        staged.loaded[partition] = {customer_id: customer} if customer is not None else {}
-        staged._add(partition, result)
-        if result.changes:
-            staged.source_t.append(event.t)
-        self.tasks._stage(staged)
-        out.merge(staged)
+        self._stage_one(partition, customer_id, customer, result, event.t, out)
         aliases_key = ALIASES_PREFIX + customer_id
         raw = self.tasks.store.get_many(partition, [aliases_key]).get(aliases_key)
         known = orjson.loads(raw) if raw else []
