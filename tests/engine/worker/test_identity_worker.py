@@ -21,32 +21,13 @@ from microseg.segments.step import Core
 from microseg.segments.testing import load_rules_text
 
 from tests.conftest import consume
+from tests.segments.test_identity import RULES, _line
 
 pytestmark = [pytest.mark.broker]
-
-RULES = """
-version: 1
-segments:
-  - id: browser
-    when: page_views_30d >= 2
-  - id: heavy_browser
-    when: page_views_30d >= 4
-  - id: buyer
-    when: purchases_total >= 1
-"""
 
 N = 8
 SOLO = "anon-solo"
 """A visitor who never identifies: a segment member as an anonymous profile (CONTRACT §8)."""
-
-
-def _line(event_id: str, kind: str, ts: str, *, customer: str | None = None, anonymous: str | None = None, **props: Any) -> bytes:
-    record: dict[str, Any] = {"event_id": event_id, "type": kind, "ts": ts, "props": props}
-    if customer is not None:
-        record["customer_id"] = customer
-    if anonymous is not None:
-        record["anonymous_id"] = anonymous
-    return orjson.dumps(record)
 
 
 def _phases() -> list[list[bytes]]:
